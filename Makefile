@@ -1,0 +1,44 @@
+# vadmil — every target installs first when needed, so on a fresh clone each is one command.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST := $(PY) -m pytest
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-slow test-all demo lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install vadmil editable with the dev tools (idempotent)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+test: install ## the test suite (slow tests excluded; ~minutes on 2 cores)
+	$(PYTEST) -q
+
+test-slow: install ## only the tests marked slow
+	$(PYTEST) -q -m slow
+
+test-all: install ## every test
+	$(PYTEST) -q -m ''
+
+demo: install ## the main job on the embedded synthetic data set: train the FCN head, print its test metrics
+	$(VENV)/bin/vadmil train
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check vadmil tests bench
+	$(VENV)/bin/ruff format --check vadmil tests bench
+
+format: install ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix vadmil tests bench
+	$(VENV)/bin/ruff format vadmil tests bench
+
+bench: install ## benchmarks (results go in docs/benchmarks.md)
+	$(PY) bench/bench_train.py
+
+clean: ## remove caches (not runs/ or features/)
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,34 @@
+"""`vadmil <command> [key=value ...]`: one console script dispatching to the Hydra applications."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("vadmil.train", "train one MIL head; -m sweeps (e.g. -m model=fcn seed=0,1,2)"),
+    "eval": ("vadmil.eval", "recompute a finished run's test metrics: vadmil eval run=<run dir>"),
+    "synthesize": ("vadmil.synthesize", "write the embedded synthetic store + manifest: vadmil synthesize"),
+}
+
+USAGE = "usage: vadmil <command> [key=value ...] [--help] [--cfg job] [-m]\n\ncommands:\n" + "\n".join(
+    f"  {name:<12}{text}" for name, (_, text) in COMMANDS.items()
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"vadmil: error: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
+    module = importlib.import_module(COMMANDS[command][0])
+    sys.argv = [f"vadmil-{command}", *rest]  # Hydra parses sys.argv
+    module.main()
+
+
+if __name__ == "__main__":
+    main()

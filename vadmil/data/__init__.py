@@ -1,0 +1,1 @@
+"""Feature stores, annotations, bags and the training data module."""

@@ -1,0 +1,393 @@
+"""Video labels and frame ground truth, parsed from each dataset's own annotation files (METHODS.md §7).
+
+Labels are never stored with features (DESIGN §2): every loader returns ``{video_id: VideoLabel}`` in file
+order, keyed by :func:`normalise_video_id`, and the feature store is joined on that id. Frame ground truth is
+rebuilt from the intervals and each video's true frame count, never taken from released concatenated vectors.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vadmil.errors import VadmilError
+
+_EXTENSIONS = {"mp4", "avi", "mkv", "mov", "webm", "mpg", "mpeg", "m4v", "wmv", "flv", "npy", "txt"}
+# Public feature layouts: Wu `<video>__<crop>.npy` and `__vggish.npy`, RTFM `<video>_i3d.npy`, Sultani
+# `<video>_C.txt`; stripping these lets list files of feature paths join annotations by video id.
+_FEATURE_SUFFIX = re.compile(r"(__vggish|__\d+|_i3d|_C)$")
+_HINT = "(set it with dataset.annotations.<split>.path=...)"
+UCF_FORMAT = "<video>.mp4 <Class> s1 e1 s2 e2 (frame indices, -1 for an absent pair)"
+XD_FORMAT = "<name> s1 e1 [s2 e2 ...]"
+MANIFEST_FORMAT = "video_id,split,label[,intervals][,category] with label 0/1 and intervals 's-e;s-e'"
+
+
+@dataclass(frozen=True, eq=False)
+class VideoLabel:
+    """Labels of one video: ``label`` 0 normal / 1 abnormal; ``intervals`` anomalous frame ranges (start, end)
+    as the source writes them; ``mask`` per-frame 0/1 uint8 [F], used instead of intervals when set;
+    ``category`` the class name as the source gives it ("Abuse", "Normal", "B1-G", ...)."""
+
+    video_id: str
+    label: int
+    intervals: tuple[tuple[int, int], ...] = ()
+    mask: np.ndarray | None = None
+    category: str = ""
+
+    def __post_init__(self):
+        # Canonical immutable values (JSON gives lists, numpy np.int64) so duplicate entries compare equal.
+        object.__setattr__(self, "label", int(self.label))
+        object.__setattr__(self, "intervals", tuple((int(s), int(e)) for s, e in self.intervals))
+        if self.mask is not None:
+            mask = np.asarray(self.mask).astype(np.uint8)  # a copy: the caller's array can't change it later
+            mask.setflags(write=False)
+            object.__setattr__(self, "mask", mask)
+
+    def _key(self):
+        mask = None if self.mask is None else self.mask.tobytes()
+        return self.video_id, self.label, self.intervals, self.category, mask
+
+    def __eq__(self, other):
+        return isinstance(other, VideoLabel) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+
+def normalise_video_id(name: str) -> str:
+    """Stable id from a path or file name: basename, minus one known extension, minus one feature suffix."""
+    base = re.split(r"[/\\]", str(name).strip())[-1]
+    stem, dot, ext = base.rpartition(".")
+    if dot and ext.lower() in _EXTENSIONS:  # only known extensions: XD names contain dots
+        base = stem
+    base = _FEATURE_SUFFIX.sub("", base)
+    if not base:
+        raise VadmilError(f"cannot derive a video id from '{name}'; name each file <video_id>.<ext>")
+    return base
+
+
+def frame_labels(video: VideoLabel, n_frames: int, end_inclusive: bool = True) -> np.ndarray:
+    """Frame ground truth, uint8 [n_frames]: intervals ``s..e`` (``s..e-1`` when not ``end_inclusive``)
+    clipped to the video, or the mask truncated / zero-padded to ``n_frames``."""
+    out = np.zeros(n_frames, dtype=np.uint8)
+    if video.label == 0:
+        if video.intervals or (video.mask is not None and video.mask.any()):
+            raise VadmilError(
+                f"video {video.video_id} is labelled normal but has anomalous frames; "
+                "fix its label or its intervals"
+            )
+        return out
+    if video.mask is not None:
+        k = min(n_frames, len(video.mask))
+        out[:k] = video.mask[:k]
+        return out
+    if not video.intervals:
+        raise VadmilError(
+            f"abnormal video {video.video_id} has no temporal annotation; frame-level evaluation needs one "
+            "— add its intervals to the annotation file"
+        )
+    iv = np.asarray(video.intervals, dtype=np.int64)
+    starts = np.clip(iv[:, 0], 0, n_frames)
+    stops = np.clip(iv[:, 1] + int(end_inclusive), 0, n_frames)
+    keep = stops > starts
+    # +1 at each start, -1 after each end: a frame is anomalous where the running sum is positive.
+    delta = np.zeros(n_frames + 1, dtype=np.int64)
+    np.add.at(delta, starts[keep], 1)
+    np.add.at(delta, stops[keep], -1)
+    out[np.cumsum(delta[:-1]) > 0] = 1
+    return out
+
+
+def split_counts(videos: dict[str, VideoLabel]) -> tuple[int, int]:
+    """(n_normal, n_abnormal)."""
+    n_abnormal = sum(v.label == 1 for v in videos.values())
+    return len(videos) - n_abnormal, n_abnormal
+
+
+def _read_text(path) -> str:
+    if path is None or str(path) == "":
+        raise VadmilError(f"no annotation file given {_HINT}")
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise VadmilError(f"annotation file {path} does not exist {_HINT}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise VadmilError(f"cannot read annotation file {path} ({type(e).__name__}) {_HINT}") from None
+
+
+def _read_lines(path) -> list[tuple[int, str]]:
+    """Non-blank stripped lines with their 1-based line numbers."""
+    lines = [(i, s.strip()) for i, s in enumerate(_read_text(path).splitlines(), 1) if s.strip()]
+    if not lines:
+        raise VadmilError(f"annotation file {path} is empty; point to the right file {_HINT}")
+    return lines
+
+
+def _add(out: dict[str, VideoLabel], video: VideoLabel, where: str) -> None:
+    old = out.setdefault(video.video_id, video)
+    if old != video:
+        raise VadmilError(
+            f"{where}: video {video.video_id} appears again with a different label, intervals or category; "
+            "keep one entry per video"
+        )
+
+
+def _vid(name: str, where: str) -> str:
+    try:
+        return normalise_video_id(name)
+    except VadmilError as e:
+        raise VadmilError(f"{where}: {e}") from None
+
+
+def _show(ids: list[str]) -> str:
+    return ", ".join(ids[:10]) + (f" (+{len(ids) - 10} more)" if len(ids) > 10 else "")
+
+
+def _intervals(nums, where: str, fmt: str) -> tuple[tuple[int, int], ...]:
+    """Pairs (s, e) from a flat list of integers; pairs with s < 0 are absent (UCF-Crime writes -1 -1)."""
+    try:
+        vals = [int(x) for x in nums]
+    except (TypeError, ValueError):
+        raise VadmilError(f"{where}: frame indices must be integers; expected '{fmt}'") from None
+    if len(vals) % 2:
+        raise VadmilError(f"{where}: odd number of frame indices ({len(vals)}); expected '{fmt}'")
+    pairs = tuple((s, e) for s, e in zip(vals[::2], vals[1::2], strict=True) if s >= 0)
+    for s, e in pairs:
+        if e < s:
+            raise VadmilError(f"{where}: interval {s} {e} ends before it starts; expected '{fmt}'")
+    return pairs
+
+
+def load_ucf_crime(path: str) -> dict[str, VideoLabel]:
+    """UCF-Crime temporal annotation (test): ``<video>.mp4 <Class> s1 e1 s2 e2`` per line, -1 if absent."""
+    out: dict[str, VideoLabel] = {}
+    for n, line in _read_lines(path):
+        where, tok = f"{path}:{n}", line.split()
+        if len(tok) < 2 or re.fullmatch(r"-?\d+", tok[1]):
+            raise VadmilError(f"{where}: expected '{UCF_FORMAT}', got '{line}'")
+        vid, category = _vid(tok[0], where), tok[1]
+        pairs = _intervals(tok[2:], where, UCF_FORMAT)
+        label = int(category.lower() != "normal")
+        if label and not pairs:
+            raise VadmilError(
+                f"{where}: abnormal video {vid} has no temporal annotation (all pairs -1); frame-level "
+                "evaluation needs one — add its intervals"
+            )
+        if not label and pairs:
+            raise VadmilError(f"{where}: normal video {vid} has intervals; write -1 -1 or fix its class")
+        _add(out, VideoLabel(vid, label, pairs, category=category), where)
+    return out
+
+
+def load_ucf_crime_list(path: str) -> dict[str, VideoLabel]:
+    """Official UCF-Crime video list (``Abuse/Abuse001_x264.mp4`` per line).
+
+    Labels follow the dataset's own naming convention: normal when the folder contains "Normal" or the name
+    starts with "Normal_Videos"; otherwise abnormal, class = the folder (or the name's leading letters).
+    """
+    out: dict[str, VideoLabel] = {}
+    for n, line in _read_lines(path):
+        where = f"{path}:{n}"
+        if len(line.split()) != 1:
+            raise VadmilError(
+                f"{where}: expected one path per line like 'Abuse/Abuse001_x264.mp4', got '{line}'"
+            )
+        parts = re.split(r"[/\\]", line)
+        folder, vid = (parts[-2] if len(parts) > 1 else ""), _vid(line, where)
+        if "Normal" in folder or vid.startswith("Normal_Videos"):
+            label, category = 0, "Normal"
+        else:
+            letters = re.match(r"[A-Za-z]+", vid)
+            label, category = 1, folder or (letters.group(0) if letters else "")
+            if not category:
+                raise VadmilError(f"{where}: no class in '{line}'; write it as '<Class>/<video>.mp4'")
+        _add(out, VideoLabel(vid, label, category=category), where)
+    return out
+
+
+def load_video_list(
+    path: str, abnormal_first: int | None = None, label: int | None = None
+) -> dict[str, VideoLabel]:
+    """Generic list, one path or id per line (RTFM style).
+
+    ``abnormal_first=N``: the first N videos (distinct ids) are abnormal, the rest normal (the RTFM list
+    convention, made explicit); ``label``: every video has this label.
+    """
+    if (abnormal_first is None) == (label is None):
+        raise VadmilError(
+            f"video list {path}: give exactly one of abnormal_first=N (the first N videos are abnormal, "
+            "the rest normal) or label=0|1 (every video has this label), "
+            "e.g. dataset.annotations.<split>.abnormal_first=810"
+        )
+    # Per-crop lists name each video several times; the ids collapse to one entry, first occurrence first.
+    ids = list(dict.fromkeys(_vid(line, f"{path}:{n}") for n, line in _read_lines(path)))
+    if label is not None:
+        if label not in (0, 1):
+            raise VadmilError(f"video list {path}: label must be 0 (normal) or 1 (abnormal), got {label!r}")
+        labels = [int(label)] * len(ids)
+    else:
+        if not 0 <= abnormal_first <= len(ids):
+            raise VadmilError(
+                f"video list {path} has {len(ids)} videos, fewer than abnormal_first={abnormal_first}; "
+                "set it to the number of abnormal videos heading the list"
+            )
+        labels = [1] * abnormal_first + [0] * (len(ids) - abnormal_first)
+    return {v: VideoLabel(v, lab) for v, lab in zip(ids, labels, strict=True)}
+
+
+def load_shanghaitech_masks(path: str, ids_path: str | None = None) -> dict[str, VideoLabel]:
+    """Folder of per-video frame masks ``<scene>_<id>.npy`` (0/1 per frame, [F]); label = mask.any().
+    With ``ids_path`` (a list file) only the listed videos are loaded, in list order."""
+    if path is None or not Path(path).is_dir():
+        raise VadmilError(f"ShanghaiTech mask folder {path} does not exist {_HINT}")
+    files: dict[str, Path] = {}
+    for f in sorted(Path(path).glob("*.npy")):
+        if (other := files.setdefault(normalise_video_id(f.name), f)) != f:
+            raise VadmilError(f"{f} and {other} are masks of the same video; keep one")
+    if not files:
+        raise VadmilError(f"mask folder {path} has no <scene>_<id>.npy files; point to the frame-mask folder")
+    if ids_path is not None:
+        wanted = list(dict.fromkeys(_vid(line, f"{ids_path}:{n}") for n, line in _read_lines(ids_path)))
+        missing = [v for v in wanted if v not in files]
+        if missing:
+            raise VadmilError(
+                f"mask folder {path} has no mask for {len(missing)} video(s) listed in {ids_path}: "
+                f"{_show(missing)}; add their masks or remove them from the list"
+            )
+        files = {v: files[v] for v in wanted}
+    out: dict[str, VideoLabel] = {}
+    for vid, f in files.items():
+        try:
+            mask = np.load(f, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise VadmilError(
+                f"cannot read mask {f} ({type(e).__name__}); re-save it with numpy.save"
+            ) from None
+        if mask.ndim != 1 or not np.isin(mask, (0, 1)).all():
+            raise VadmilError(
+                f"mask {f} must be 1-D with 0/1 per frame, got shape {mask.shape} and values "
+                f"{np.unique(mask)[:4].tolist()}; re-save it as a 1-D uint8 0/1 array"
+            )
+        out[vid] = VideoLabel(vid, int(mask.any()), mask=mask)
+    return out
+
+
+def _xd_label(vid: str, where: str) -> tuple[int, str]:
+    _, sep, category = vid.rpartition("_label_")
+    if not sep or not category:
+        raise VadmilError(
+            f"{where}: XD-Violence name '{vid}' lacks '_label_<classes>'; use the official names"
+        )
+    return int(category.split("-")[0] != "A"), category
+
+
+def load_xd_violence(path: str, annotation_path: str | None = None) -> dict[str, VideoLabel]:
+    """XD-Violence list of names or paths; labels come from the official names (``_label_A`` is normal, else
+    the text after ``_label_`` is the violence category). With ``annotation_path`` (``annotations.txt``) every
+    violent video of the list gets its intervals."""
+    out: dict[str, VideoLabel] = {}
+    for n, line in _read_lines(path):
+        vid = _vid(line, f"{path}:{n}")
+        label, category = _xd_label(vid, f"{path}:{n}")
+        out.setdefault(vid, VideoLabel(vid, label, category=category))  # per-crop entries collapse
+    if annotation_path is None:
+        return out
+    found: dict[str, tuple[tuple[int, int], ...]] = {}
+    for n, line in _read_lines(annotation_path):
+        where, tok = f"{annotation_path}:{n}", line.split()
+        k = len(tok)  # the name is everything before the trailing integers
+        while k > 1 and re.fullmatch(r"-?\d+", tok[k - 1]):
+            k -= 1
+        vid = _vid(" ".join(tok[:k]), where)
+        pairs = _intervals(tok[k:], where, XD_FORMAT)
+        if not pairs:
+            raise VadmilError(f"{where}: no interval for {vid}; expected '{XD_FORMAT}'")
+        if _xd_label(vid, where)[0] == 0:
+            raise VadmilError(f"{where}: {vid} is a normal (_label_A) video with intervals; remove the line")
+        if found.setdefault(vid, pairs) != pairs:
+            raise VadmilError(f"{where}: video {vid} appears again with different intervals; keep one line")
+    missing = [v for v, x in out.items() if x.label and v not in found]
+    if missing:
+        raise VadmilError(
+            f"{annotation_path} has no intervals for {len(missing)} violent video(s) of {path}: "
+            f"{_show(missing)}; "
+            "add their lines or use the list that matches the annotation file"
+        )
+    return {v: VideoLabel(v, x.label, found.get(v, ()), category=x.category) for v, x in out.items()}
+
+
+def _manifest_rows(path: str) -> list[tuple[str, dict]]:
+    """(where, row) pairs from a CSV or JSON manifest."""
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in (".csv", ".json"):
+        raise VadmilError(f"manifest {path} must be a .csv or .json file {_HINT}")
+    text = _read_text(path)
+    if suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        reader.fieldnames = [f.strip() for f in reader.fieldnames or []]
+        if not {"video_id", "split", "label"} <= set(reader.fieldnames):
+            raise VadmilError(
+                f"{path}:1: header must be '{MANIFEST_FORMAT}', got '{','.join(reader.fieldnames)}'"
+            )
+        return [
+            (f"{path}:{reader.line_num}", {k: (v or "").strip() for k, v in r.items() if k}) for r in reader
+        ]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise VadmilError(f"{path}:{e.lineno}: invalid JSON ({e.msg}); fix the file") from None
+    rows = data.get("videos") if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and {"video_id", "split", "label"} <= set(r) for r in rows
+    ):
+        raise VadmilError(
+            f'{path}: expected [{{"video_id", "split", "label", ...}}, ...] or {{"videos": [...]}}'
+        )
+    return [(f"{path}: video entry {i}", r) for i, r in enumerate(rows, 1)]
+
+
+def _manifest_intervals(value, where: str) -> tuple[tuple[int, int], ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):  # CSV form "s-e;s-e"
+        parts = [p.strip() for p in value.split(";") if p.strip()]
+        matches = [re.fullmatch(r"(\d+)\s*-\s*(\d+)", p) for p in parts]
+        if not all(matches):
+            raise VadmilError(
+                f"{where}: intervals '{value}' must be 's-e;s-e' frame ranges, e.g. 120-250;400-512"
+            )
+        return _intervals([g for m in matches for g in m.groups()], where, "s-e;s-e")
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        raise VadmilError(f"{where}: intervals must be a list of [start, end] pairs, got {value!r}")
+    return _intervals([x for p in value for x in p], where, "[[start, end], ...]")
+
+
+def load_manifest(path: str, split: str | None = None) -> dict[str, VideoLabel]:
+    """Generic manifest for your own data (CSV or JSON by extension); keeps the rows of ``split``."""
+    out: dict[str, VideoLabel] = {}
+    splits: list[str] = []
+    for where, row in _manifest_rows(path):
+        row_split = str(row["split"])
+        splits += [row_split] if row_split not in splits else []
+        if split is not None and row_split != split:
+            continue
+        vid = _vid(str(row["video_id"]), where)
+        raw = row["label"]
+        label = {"0": 0, "1": 1, "normal": 0, "abnormal": 1}.get(str(raw).strip().lower())
+        if label is None:
+            raise VadmilError(f"{where}: label {raw!r} of {vid} must be 0/1 or normal/abnormal; fix the row")
+        pairs = _manifest_intervals(row.get("intervals"), where)
+        if not label and pairs:
+            raise VadmilError(f"{where}: normal video {vid} has intervals; fix its label or its intervals")
+        _add(out, VideoLabel(vid, label, pairs, category=str(row.get("category") or "")), where)
+    if split is not None and not out:
+        raise VadmilError(
+            f"manifest {path} has no row with split '{split}'; splits present: {', '.join(splits)}"
+        )
+    return out

@@ -1,0 +1,138 @@
+"""The embedded synthetic data set: a feature store with planted anomalies and its manifest.
+
+Every video is a temporally correlated feature sequence: a per-video scene offset plus an AR(1) latent process
+projected to D dimensions, plus per-crop noise. Abnormal videos get 1–2 *events*: for a stretch of 10–30 % of the
+video, a fixed direction (one per event type) is added to the features. Both normal and abnormal videos may also
+carry *distractor* events along other directions, so "anything unusual" is not enough: a MIL head has to learn
+which changes are anomalies. Frame counts have a partial last snippet, so the tail policy matters. Generation is
+deterministic in its parameters (seed included) and needs no download.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from vadmil.data.geometry import SnippetGeometry
+from vadmil.data.store import FeatureStore, make_recipe
+from vadmil.errors import VadmilError
+
+log = logging.getLogger(__name__)
+BACKBONE = "synthetic"
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Parameters of the synthetic data set (all recorded in the store's ``extraction_config``)."""
+
+    seed: int = 0
+    n_train_normal: int = 200
+    n_train_abnormal: int = 200
+    n_test_normal: int = 60
+    n_test_abnormal: int = 60
+    feature_dim: int = 128
+    n_crops: int = 2
+    min_snippets: int = 20
+    max_snippets: int = 120
+    latent_dim: int = 16
+    rho: float = 0.9  # AR(1) coefficient of the latent process: temporal correlation between snippets
+    crop_noise: float = 0.5
+    anomaly_strength: float = 3.5
+    n_event_types: int = 3
+    distractor_rate: float = 0.5  # chance that a video carries one distractor event
+    snippet_len: int = 16
+    fps: float = 30.0
+
+
+def _events(rng: np.random.Generator, n: int, count: int) -> list[tuple[int, int]]:
+    """``count`` event snippet ranges [start, end) covering 10–30 % of an n-snippet video each."""
+    out = []
+    for _ in range(count):
+        length = int(rng.integers(max(2, n // 10), max(3, 3 * n // 10) + 1))
+        length = min(length, n)
+        start = int(rng.integers(0, n - length + 1))
+        out.append((start, start + length))
+    return out
+
+
+def _video(spec: SyntheticSpec, rng: np.random.Generator, dirs: np.ndarray, proj: np.ndarray, abnormal: bool):
+    """One video: (features [T, C, D] float32, n_frames, anomalous snippet ranges)."""
+    n = int(rng.integers(spec.min_snippets, spec.max_snippets + 1))
+    z = np.empty((n, spec.latent_dim))
+    z[0] = rng.normal(size=spec.latent_dim)
+    innovation = np.sqrt(1 - spec.rho**2)
+    for t in range(1, n):
+        z[t] = spec.rho * z[t - 1] + innovation * rng.normal(size=spec.latent_dim)
+    base = 0.5 * rng.normal(size=spec.feature_dim) + z @ proj
+    events = _events(rng, n, int(rng.integers(1, 3))) if abnormal else []
+    for start, end in events:
+        base[start:end] += spec.anomaly_strength * dirs[rng.integers(spec.n_event_types)]
+    if rng.random() < spec.distractor_rate:
+        (start, end), which = (
+            _events(rng, n, 1)[0],
+            spec.n_event_types + rng.integers(len(dirs) - spec.n_event_types),
+        )
+        base[start:end] += spec.anomaly_strength * dirs[which]
+    x = base[:, None, :] + spec.crop_noise * rng.normal(size=(n, spec.n_crops, spec.feature_dim))
+    n_frames = n * spec.snippet_len - int(rng.integers(0, spec.snippet_len))  # partial last snippet
+    return x.astype(np.float32), n_frames, events
+
+
+def generate(store: str | os.PathLike, manifest: str | os.PathLike, spec: SyntheticSpec) -> None:
+    """Write the store and its manifest (JSON, intervals in frames, end inclusive); both atomically."""
+    store, manifest = Path(store), Path(manifest)
+    rng = np.random.default_rng(spec.seed)
+    n_dirs = spec.n_event_types * 2  # event directions, then distractor directions
+    dirs = np.linalg.qr(rng.normal(size=(spec.feature_dim, n_dirs)))[0].T
+    proj = rng.normal(size=(spec.latent_dim, spec.feature_dim)) / np.sqrt(spec.latent_dim)
+    geometry = SnippetGeometry(spec.snippet_len, spec.snippet_len, "pad_last")
+    recipe = make_recipe(
+        backbone=BACKBONE, feature_dim=spec.feature_dim, n_crops=spec.n_crops, geometry=geometry,
+        normalisation="none", weights_sha256="synthetic", extraction_config=yaml.safe_dump(asdict(spec)),
+    )  # fmt: skip
+    tmp_store = store.with_name(f".{store.name}.{os.getpid()}.tmp")
+    tmp_store.unlink(missing_ok=True)
+    rows = []
+    splits = [("train", 0, spec.n_train_normal), ("train", 1, spec.n_train_abnormal)]
+    splits += [("test", 0, spec.n_test_normal), ("test", 1, spec.n_test_abnormal)]
+    with FeatureStore.create(tmp_store, recipe) as out:
+        for split, label, count in splits:
+            for i in range(count):
+                video_id = f"{split}_{'abnormal' if label else 'normal'}_{i:03d}"
+                x, n_frames, events = _video(spec, rng, dirs, proj, bool(label))
+                out.append(video_id, x, n_frames=n_frames, fps=spec.fps, source=f"synthetic:{spec.seed}")
+                intervals = [
+                    [s * spec.snippet_len, min(e * spec.snippet_len, n_frames) - 1] for s, e in sorted(events)
+                ]
+                rows.append({"video_id": video_id, "split": split, "label": label, "intervals": intervals})
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    tmp_manifest = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
+    tmp_manifest.write_text(json.dumps({"videos": rows}, indent=1))
+    os.replace(tmp_store, store)
+    os.replace(tmp_manifest, manifest)
+
+
+def ensure_synthetic(store: str, manifest: str, **params) -> tuple[str, str]:
+    """Generate the synthetic store and manifest unless both exist with these parameters.
+
+    A file at ``store`` that is not a synthetic store is never overwritten.
+    """
+    spec = SyntheticSpec(**params)
+    if Path(store).exists():
+        with FeatureStore(store) as existing:
+            attrs = existing.attrs
+        if attrs.get("backbone") != BACKBONE:
+            raise VadmilError(
+                f"{store} exists and is not a synthetic store; choose another dataset.store for dataset=synthetic"
+            )
+        if yaml.safe_load(attrs.get("extraction_config", "")) == asdict(spec) and Path(manifest).exists():
+            return store, manifest
+    log.info("generating the synthetic data set into %s", store)
+    generate(store, manifest, spec)
+    return store, manifest

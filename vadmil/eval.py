@@ -1,0 +1,54 @@
+"""`vadmil eval run=<run dir>`: recompute a finished run's test metrics from the run dir alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from vadmil.apps import config_dir, guarded, write_json
+from vadmil.data.datamodule import FullVideos, collate_videos
+from vadmil.data.store import FeatureStore
+from vadmil.errors import VadmilError
+from vadmil.predict import evaluate_frames, predict_snippet_scores
+from vadmil.train import build_module
+
+
+def evaluate_run(run_dir: str | Path, eval_overrides: dict | None = None) -> dict:
+    """Rebuild the head from ``<run>/config.yaml``, load ``<run>/checkpoints/best.ckpt``, score the test split."""
+    run_dir = Path(run_dir)
+    config_path, ckpt_path = run_dir / "config.yaml", run_dir / "checkpoints" / "best.ckpt"
+    for path, what in ((config_path, "its resolved config"), (ckpt_path, "its selected checkpoint")):
+        if not path.is_file():
+            raise VadmilError(f"{run_dir} is not a finished vadmil run: {path.name} ({what}) is missing")
+    cfg = OmegaConf.load(config_path)
+    if eval_overrides:
+        cfg.eval = OmegaConf.merge(cfg.eval, {k: v for k, v in eval_overrides.items() if v is not None})
+    store = FeatureStore(cfg.dataset.store)
+    test_videos = instantiate(cfg.dataset.annotations.test)
+    module = build_module(cfg, store.feature_dim)
+    module.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"])
+    loader = torch.utils.data.DataLoader(
+        FullVideos(store, test_videos, list(test_videos), cfg.data.normalise),
+        batch_size=cfg.data.eval_batch_size,
+        collate_fn=collate_videos,
+    )
+    scores = predict_snippet_scores(module, loader)
+    test = evaluate_frames(
+        store, test_videos, scores, cfg.eval.end_inclusive, cfg.eval.frame_span, cfg.eval.threshold
+    )
+    return {"run": str(run_dir), "test": test, "eval_protocol": OmegaConf.to_container(cfg.eval)}
+
+
+@hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
+@guarded(record=False)
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(to_absolute_path(cfg.run))
+    result = evaluate_run(run_dir, OmegaConf.to_container(cfg.eval))
+    write_json(run_dir / "eval.json", result)
+    for key, value in result["test"].items():
+        print(f"{key:>20}: {value:.6g}" if isinstance(value, float) else f"{key:>20}: {value}")
+    print(f"written: {run_dir / 'eval.json'}")

@@ -1,0 +1,41 @@
+"""The output every head returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+
+@dataclass
+class HeadOutput:
+    """What a head produces for a batch of bags.
+
+    Heads fill it with leading dimension N = B·C (bags × crops); the Lightning module folds every tensor to
+    [B, C, ...] before losses see it.
+
+    Attributes:
+        scores: per-snippet anomaly probabilities in [0, 1], [N, T] (folded: [B, C, T]).
+        magnitudes: optional per-snippet feature magnitudes, [N, T] (RTFM-style heads).
+        features: optional per-snippet embeddings the losses need, [N, T, E].
+    """
+
+    scores: torch.Tensor
+    magnitudes: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+
+    def fold(self, n_bags: int, n_crops: int) -> HeadOutput:
+        """Reshape every tensor from [B·C, ...] to [B, C, ...]."""
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name).reshape(n_bags, n_crops, *getattr(self, f.name).shape[1:])
+                for f in fields(self)
+                if getattr(self, f.name) is not None
+            },
+        )
+
+    @property
+    def video_scores(self) -> torch.Tensor:
+        """Crop-averaged snippet scores [B, T] of a folded output."""
+        return self.scores.mean(dim=1)

@@ -1,0 +1,96 @@
+"""MILModule: the one LightningModule that trains and evaluates every head."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from vadmil.heads.output import HeadOutput
+from vadmil.losses.common import bag_max
+from vadmil.losses.objective import Objective
+from vadmil.metrics import VideoAUC
+
+# Ties in validation AUC (common on small validation splits) go to the later checkpoint: this bonus is far below
+# the smallest possible AUC difference (1 / (n_normal * n_abnormal)) of any realistic validation split.
+_TIE_BREAK = 1e-7
+
+
+class MILModule(pl.LightningModule):
+    """Crop folding, the objective, the optimiser and validation for any head.
+
+    Batches carry ``x`` [B, C, T, D], ``mask`` [B, T] and ``label`` [B]. The head sees [B·C, T, D]; its output is
+    folded back to [B, C, T] for the losses, and scores are averaged over crops for evaluation.
+
+    Args:
+        head: a head module (``forward(features [N, T, D], mask [N, T]) -> HeadOutput``).
+        objective: the weighted loss terms.
+        optimizer: ``params -> torch.optim.Optimizer`` (a Hydra ``_partial_``).
+        scheduler: optional ``optimizer -> LRScheduler``, stepped every training step.
+        decay_biases: when False, biases and normalisation parameters get no weight decay (Keras-style L2
+            penalties on weights only).
+    """
+
+    def __init__(
+        self,
+        head: nn.Module,
+        objective: Objective | None = None,
+        optimizer: Callable | None = None,
+        scheduler: Callable | None = None,
+        decay_biases: bool = True,
+    ):
+        super().__init__()
+        self.head, self.objective = head, objective
+        self.optimizer_factory, self.scheduler_factory, self.decay_biases = optimizer, scheduler, decay_biases
+        self.val_auc = VideoAUC()
+        self.run_info: dict = {}  # resolved config and store recipe, saved into every checkpoint
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
+        b, c, t, d = x.shape
+        out = self.head(x.reshape(b * c, t, d), mask.repeat_interleave(c, dim=0))
+        return out.fold(b, c)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self(batch["x"], batch["mask"])
+        total, parts = self.objective(out, batch)
+        n = len(batch["label"])
+        self.log("train/loss", total, prog_bar=True, batch_size=n)
+        for name, value in parts.items():
+            self.log(f"train/loss/{name}", value, batch_size=n)
+        return total
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        scores = self(batch["x"], batch["mask"]).video_scores
+        self.val_auc.update(bag_max(scores, batch["mask"]), batch["label"].long())
+
+    def on_validation_epoch_end(self) -> None:
+        auc = self.val_auc.compute()
+        self.val_auc.reset()
+        self.log("val/video_auc", auc, prog_bar=True)
+        progress = self.global_step / max(1, self.trainer.max_steps) if self.trainer.max_steps > 0 else 0.0
+        self.log("val/selection", auc + _TIE_BREAK * progress)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not self.decay_biases:
+            decayed = [p for p in params if p.ndim > 1]
+            params = [
+                {"params": decayed},
+                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+            ]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["vadmil"] = self.run_info
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.head.parameters())

@@ -1,0 +1,72 @@
+"""Test-time scoring: snippet scores per video, expansion to frames, frame-level metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from vadmil.data.annotations import VideoLabel, frame_labels
+from vadmil.data.bags import segment_bounds
+from vadmil.data.store import FeatureStore
+from vadmil.errors import VadmilError
+from vadmil.lit import MILModule
+from vadmil.metrics import FrameAnomalyMetrics
+
+FRAME_SPANS = ("video", "snippets")
+
+
+@torch.inference_mode()
+def predict_snippet_scores(module: MILModule, loader: DataLoader) -> dict[str, np.ndarray]:
+    """Crop-averaged snippet scores of every video in ``loader``: id → float32 [T]."""
+    module.eval()
+    out = {}
+    for batch in loader:
+        x, mask = batch["x"].to(module.device), batch["mask"].to(module.device)
+        scores = module(x, mask).video_scores.float().cpu()
+        for i, video_id in enumerate(batch["video_id"]):
+            out[video_id] = scores[i, : int(mask[i].sum())].numpy()
+    return out
+
+
+def frame_scores(
+    store: FeatureStore, video_id: str, scores: np.ndarray, frame_span: str = "video"
+) -> torch.Tensor:
+    """Snippet (or pooled-segment) scores [T] → frame scores from the store's geometry.
+
+    ``frame_span="video"`` covers the true decoded frames (``n_frames``); ``"snippets"`` covers T·stride frames,
+    each snippet repeated ``stride`` times (the published repos' convention, whose tail depends on T).
+    """
+    if frame_span not in FRAME_SPANS:
+        raise VadmilError(f"unknown eval.frame_span '{frame_span}'; choose one of {', '.join(FRAME_SPANS)}")
+    scores_t = torch.as_tensor(scores, dtype=torch.float32)
+    if store.pooled:  # segments split the whole video evenly
+        n_frames = store.n_frames(video_id)
+        widths = np.diff(segment_bounds(n_frames, len(scores)))
+        return torch.repeat_interleave(scores_t, torch.from_numpy(widths))
+    geometry = store.geometry
+    if frame_span == "snippets":
+        return torch.repeat_interleave(scores_t, geometry.stride)
+    return geometry.expand(scores_t, store.n_frames(video_id))
+
+
+def evaluate_frames(
+    store: FeatureStore,
+    videos: Mapping[str, VideoLabel],
+    snippet_scores: Mapping[str, np.ndarray],
+    end_inclusive: bool = True,
+    frame_span: str = "video",
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """Frame-level test metrics over all videos concatenated (see :class:`FrameAnomalyMetrics`)."""
+    metric = FrameAnomalyMetrics(threshold=threshold)
+    missing = [v for v in videos if v not in snippet_scores]
+    if missing:
+        raise VadmilError(f"no scores for {len(missing)} test video(s), e.g. '{missing[0]}'; score every test video")
+    for video_id, video in videos.items():
+        frames = frame_scores(store, video_id, snippet_scores[video_id], frame_span)
+        labels = frame_labels(video, len(frames), end_inclusive=end_inclusive)
+        metric.update(frames, torch.from_numpy(labels), video.label)
+    return metric.compute()

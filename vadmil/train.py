@@ -1,0 +1,175 @@
+"""`vadmil train`: fit one head, select its checkpoint on validation, test it, write the run dir."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from vadmil import __version__
+from vadmil.apps import config_dir, guarded, write_json
+from vadmil.data.datamodule import MILDataModule
+from vadmil.data.store import FeatureStore
+from vadmil.lit import MILModule
+from vadmil.metrics import VideoAUC
+from vadmil.predict import evaluate_frames, predict_snippet_scores
+
+log = logging.getLogger("vadmil.train")
+PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
+
+
+def resolve_config(cfg: DictConfig) -> DictConfig:
+    """The fully resolved config with every file path made absolute, so a run dir is self-contained."""
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+
+    def absolutise(node):
+        if isinstance(node, DictConfig):
+            for key in node:
+                value = node[key]
+                if key in PATH_KEYS and isinstance(value, str) and value:
+                    node[key] = to_absolute_path(value)
+                elif isinstance(value, DictConfig):
+                    absolutise(value)
+
+    absolutise(resolved.dataset)
+    return resolved
+
+
+def load_annotations(dataset: DictConfig) -> tuple[dict, dict]:
+    """(train, test) annotations: id → VideoLabel, from the dataset's loader configs."""
+    if dataset.get("prepare") is not None:
+        instantiate(dataset.prepare)
+    return instantiate(dataset.annotations.train), instantiate(dataset.annotations.test)
+
+
+def build_module(cfg: DictConfig, in_dim: int) -> MILModule:
+    """The head (sized from the store), objective and optimiser of ``cfg.model``."""
+    head = instantiate(cfg.model.head, in_dim=in_dim)
+    return MILModule(
+        head=head,
+        objective=instantiate(cfg.model.objective),
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
+        decay_biases=cfg.model.get("decay_biases", True),
+    )
+
+
+def store_summary(store: FeatureStore) -> dict:
+    """What a run records about its features: path, backbone and the full recipe."""
+    return {"store": str(store.path), **store.recipe(), "mean_norm": store.mean_norm()}
+
+
+def test_metrics(module: MILModule, dm: MILDataModule, eval_cfg: DictConfig) -> tuple[dict, dict]:
+    """Frame-level metrics of ``module`` on the test split, and the snippet scores they came from."""
+    scores = predict_snippet_scores(module, dm.test_dataloader())
+    metrics = evaluate_frames(
+        dm.store, dm.test_videos, scores, eval_cfg.end_inclusive, eval_cfg.frame_span, eval_cfg.threshold
+    )
+    return metrics, scores
+
+
+def validation_auc(module: MILModule, dm: MILDataModule) -> float:
+    """Video-level AUC (max snippet score vs video label) on the validation split."""
+    scores = predict_snippet_scores(module, dm.val_dataloader())
+    metric = VideoAUC()
+    metric.update(
+        torch.tensor([float(scores[v].max()) for v in dm.val_ids]),
+        torch.tensor([dm.train_videos[v].label for v in dm.val_ids]),
+    )
+    return float(metric.compute())
+
+
+def train(cfg: DictConfig) -> dict:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    cfg = resolve_config(cfg)
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    pl.seed_everything(cfg.seed, workers=True)
+    train_videos, test_videos = load_annotations(cfg.dataset)
+    dm = MILDataModule(
+        store=cfg.dataset.store,
+        train=train_videos,
+        test=test_videos,
+        feature_dim=cfg.dataset.feature_dim,
+        **cfg.data,
+    )
+    module = build_module(cfg, dm.feature_dim)
+    features = store_summary(dm.store)
+    module.run_info = {
+        "config": OmegaConf.to_container(cfg),
+        "features": features,
+        "vadmil_version": __version__,
+    }
+    log.info(
+        "%s on %s: %d train / %d val / %d test videos, %d-d features x %d crops",
+        cfg.model.name, cfg.dataset.name, len(dm.train_ids), len(dm.val_ids), len(dm.test_ids),
+        dm.feature_dim, dm.n_crops,
+    )  # fmt: skip
+
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/selection", mode="max",
+        save_top_k=1, auto_insert_metric_name=False,
+    )  # fmt: skip
+    trainer = pl.Trainer(
+        **cfg.trainer, max_epochs=-1, num_sanity_val_steps=0, enable_model_summary=False,
+        logger=CSVLogger(run_dir, name="", version="logs"), callbacks=[checkpoint], default_root_dir=run_dir,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*too few batches.*")
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=dm)
+        fit_seconds = time.perf_counter() - start
+
+    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+    module.load_state_dict(best["state_dict"])
+    test, scores = test_metrics(module, dm, cfg.eval)
+    np.savez(run_dir / "predictions.npz", **{f"snippet_scores/{k}": v for k, v in scores.items()})
+    metrics = {
+        "status": "complete",
+        "dataset": cfg.dataset.name,
+        "head": cfg.model.name,
+        "seed": cfg.seed,
+        "test": test,
+        "validation": {"video_auc": validation_auc(module, dm)},
+        "selection": "validation video AUC (ties: later checkpoint)",
+        "selected_epoch": int(best["epoch"]),
+        "selected_step": int(best["global_step"]),
+        "fit_seconds": round(fit_seconds, 3),
+        "n_parameters": module.n_parameters,
+        "n_videos": {"train": len(dm.train_ids), "val": len(dm.val_ids), "test": len(dm.test_ids)},
+        "eval_protocol": OmegaConf.to_container(cfg.eval),
+        "features": features,
+        "vadmil_version": __version__,
+    }
+    write_json(run_dir / "metrics.json", metrics)  # written last: its presence marks a complete run
+    _print_summary(run_dir, metrics)
+    return metrics
+
+
+def _print_summary(run_dir: Path, metrics: dict) -> None:
+    t = metrics["test"]
+    print(
+        f"{metrics['head']} on {metrics['dataset']} (seed {metrics['seed']}): "
+        f"test frame AUC {t['frame_auc']:.4f}, AP {t['frame_ap_step']:.4f} (step) / {t['frame_ap_trapz']:.4f} "
+        f"(trapz), AUC on abnormal videos {t['frame_auc_abnormal']:.4f}, FAR@0.5 {t['far']:.4f}; "
+        f"val video AUC {metrics['validation']['video_auc']:.4f} at epoch {metrics['selected_epoch']}\n"
+        f"run dir: {run_dir}",
+        flush=True,
+    )
+
+
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+@guarded
+def main(cfg: DictConfig) -> None:
+    train(cfg)
