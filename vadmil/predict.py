@@ -64,7 +64,9 @@ def evaluate_frames(
     metric = FrameAnomalyMetrics(threshold=threshold)
     missing = [v for v in videos if v not in snippet_scores]
     if missing:
-        raise VadmilError(f"no scores for {len(missing)} test video(s), e.g. '{missing[0]}'; score every test video")
+        raise VadmilError(
+            f"no scores for {len(missing)} test video(s), e.g. '{missing[0]}'; score every test video"
+        )
     for video_id, video in videos.items():
         frames = frame_scores(store, video_id, snippet_scores[video_id], frame_span)
         labels = frame_labels(video, len(frames), end_inclusive=end_inclusive)

@@ -18,4 +18,6 @@ def main(cfg: DictConfig) -> None:
         prepare, store=to_absolute_path(prepare.store), manifest=to_absolute_path(prepare.manifest)
     )
     with FeatureStore(store) as s:
-        print(f"store: {store} ({len(s)} videos, {s.feature_dim}-d x {s.n_crops} crops)\nmanifest: {manifest}")
+        print(
+            f"store: {store} ({len(s)} videos, {s.feature_dim}-d x {s.n_crops} crops)\nmanifest: {manifest}"
+        )

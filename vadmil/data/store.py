@@ -7,16 +7,28 @@ Layout::
         features           dataset [T, C, D] (float16 or float32), uncompressed, chunked per video
         attrs              n_frames, fps, source, mean_norm, complete (set last, after the data is written)
 
-A video counts only once its ``complete`` flag is set; a re-append replaces an incomplete video, so a killed
-writer never leaves data that readers would mistake for finished. The file uses HDF5's default format (files
-written with ``libver="latest"`` do not reopen after a kill). Handles are opened lazily and reopened after a
-fork, so one ``FeatureStore`` can be handed to DataLoader workers.
+Crash safety. HDF5 has no atomic commit: a process killed while HDF5 flushes metadata can leave a file that no
+longer opens (measured: about half of the write points of an in-place append). So a writer never modifies the
+published file in place:
+
+- ``append`` writes each video to its own small file in ``<store>.pending/``, renamed into place only once
+  complete and synced — a pending file either exists whole or not at all;
+- ``commit`` (on ``close``, or when called) copies the store, adds the pending videos to the copy, syncs it and
+  atomically renames it over the store, then deletes the pending files.
+
+A kill at any moment leaves the last committed store intact plus complete pending files; readers see both, and the
+next writer commits them first. A writer holds an exclusive lock (``<store>.lock``) so two writers never race.
+Handles are opened lazily and reopened after a fork, so one reader can be handed to DataLoader workers.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import logging
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +38,8 @@ import numpy as np
 from vadmil import __version__
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.errors import VadmilError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 VIDEOS = "videos"
@@ -103,42 +117,88 @@ def recipe_differences(a: Mapping, b: Mapping) -> list[str]:
     ]
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_video(group: h5py.Group, features: np.ndarray, attrs: Mapping) -> None:
+    """Write one video's dataset and attributes into ``group``; ``complete`` last."""
+    row_bytes = features.shape[1] * features.shape[2] * features.dtype.itemsize
+    chunk_rows = max(1, min(features.shape[0], _CHUNK_BYTES // row_bytes))
+    group.create_dataset("features", data=features, chunks=(chunk_rows, *features.shape[1:]))
+    for key, value in attrs.items():
+        group.attrs[key] = value
+    group.attrs["complete"] = True
+
+
 class FeatureStore:
     """Read and append per-video snippet features.
 
-    ``FeatureStore(path)`` opens an existing store read-only; ``FeatureStore.create(path, recipe)`` makes a new
-    one (or reopens an existing one for appending after checking its recipe matches).
+    ``FeatureStore(path)`` opens an existing store for reading; ``FeatureStore.create(path, recipe)`` makes a new
+    one, or reopens an existing one with the same recipe, for appending (use it as a context manager, or call
+    ``close()``, so the appended videos are committed).
     """
 
-    def __init__(self, path: str | os.PathLike, mode: str = "r"):
+    def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.mode = mode
+        self.writable = False
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._lock_fd: int | None = None
+        self._pending_handles: dict[str, h5py.File] = {}
+        self._pending_index: dict[str, Path] | None = None
         self._check()
 
     # ---- opening -------------------------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike, recipe: Mapping) -> FeatureStore:
-        """Create a store with ``recipe`` (see :func:`make_recipe`), or reopen an existing one with the same recipe."""
+        """Create a store with ``recipe`` (see :func:`make_recipe`), or reopen an existing one with the same recipe,
+        for appending. Videos left pending by an interrupted writer are committed first."""
         path = Path(path)
-        if path.exists():
-            store = cls(path, mode="a")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise VadmilError(
+                f"feature store {path} is being written by another process; wait for it to finish or write to "
+                "another output path"
+            ) from None
+        try:
+            if not path.exists():
+                tmp = path.with_name(f".{path.name}.new")
+                with h5py.File(tmp, "w") as f:
+                    f.attrs["schema_version"] = SCHEMA_VERSION
+                    f.attrs["vadmil_version"] = __version__
+                    for key, value in recipe.items():
+                        f.attrs[key] = value
+                    f.create_group(VIDEOS)
+                _fsync(tmp)
+                os.replace(tmp, path)
+            store = cls(path)
             diffs = recipe_differences(store.attrs, recipe)
             if diffs:
+                store.close()
                 raise VadmilError(
                     f"feature store {path} was made with a different recipe ({'; '.join(diffs)}); "
                     "write to a new output path or use the store's recipe"
                 )
-            return store
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(path, "w") as f:
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["vadmil_version"] = __version__
-            for key, value in recipe.items():
-                f.attrs[key] = value
-            f.create_group(VIDEOS)
-        return cls(path, mode="a")
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        store.writable, store._lock_fd = True, lock_fd
+        try:
+            store.commit()
+        except BaseException:
+            store.writable = False
+            store.close()  # releases the lock
+            raise
+        return store
 
     def _check(self) -> None:
         """Fail early, with a fix, on a missing, unreadable, foreign or newer-schema file."""
@@ -155,29 +215,75 @@ class FeatureStore:
                 "re-create it with `vadmil extract` or `vadmil import`"
             ) from None
         version = f.attrs.get("schema_version")
+        problem = None
         if version is None or VIDEOS not in f:
-            raise VadmilError(
+            problem = (
                 f"{self.path} is an HDF5 file but not a vadmil feature store (no schema_version attribute or "
                 "videos group); convert your features with `vadmil import`"
             )
-        if int(version) != SCHEMA_VERSION:
-            raise VadmilError(
+        elif int(version) != SCHEMA_VERSION:
+            problem = (
                 f"feature store {self.path} has schema version {int(version)} but this vadmil "
                 f"({__version__}) reads version {SCHEMA_VERSION}; re-create the store or install a matching vadmil"
             )
+        if problem:
+            self.close()
+            raise VadmilError(problem)
 
     @property
     def file(self) -> h5py.File:
-        """The open h5py handle, (re)opened lazily in each process: h5py handles do not survive fork."""
+        """The open (read-only) h5py handle, (re)opened lazily in each process: handles do not survive fork."""
         if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, self.mode)
+            self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
+            self._pending_handles, self._pending_index = {}, None
         return self._file
 
+    @property
+    def pending_dir(self) -> Path:
+        return self.path.with_name(self.path.name + ".pending")
+
+    def _pending(self) -> dict[str, Path]:
+        """Appended but not yet committed videos: id → file, as of opening (a writer keeps it current).
+        Only whole files are ever visible: they are renamed into place once complete."""
+        while True:
+            store_file = self.file  # a reopen (e.g. after fork) resets the index
+            if self._pending_index is not None:
+                return self._pending_index
+            index, vanished = {}, False
+            for f in sorted(self.pending_dir.glob("*.h5")) if self.pending_dir.is_dir() else []:
+                try:
+                    with h5py.File(f, "r") as h:
+                        index[str(h.attrs["video_id"])] = f
+                except OSError:
+                    if f.exists():  # only after a power loss: that video is not in the store
+                        log.warning("skipping unreadable pending video file %s", f)
+                    else:
+                        vanished = True
+            # A writer commits by replacing the store file, then deleting the pending files: if one vanished, or
+            # the store was replaced after our handle was opened, our handle may lack videos no longer pending.
+            if vanished or os.stat(self.path).st_ino != os.fstat(store_file.id.get_vfd_handle()).st_ino:
+                self._release_handles()
+                continue
+            self._pending_index = index
+
     def close(self) -> None:
+        """Commit pending videos (writers), then close every handle and release the writer lock."""
+        try:
+            if self.writable:
+                self.commit()
+        finally:
+            self._release_handles()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd, self.writable = None, False
+
+    def _release_handles(self) -> None:
+        for h in self._pending_handles.values():
+            h.close()
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
-        self._file = None
+        self._file, self._pending_handles, self._pending_index = None, {}, None
 
     def __enter__(self) -> FeatureStore:
         return self
@@ -186,12 +292,12 @@ class FeatureStore:
         self.close()
 
     def __getstate__(self):
-        # Pickled into DataLoader workers (spawn) without the handle; each worker opens its own.
-        return {"path": self.path, "mode": self.mode}
+        # Pickled into DataLoader workers (spawn) as a reader without handles; each worker opens its own.
+        return {"path": self.path}
 
     def __setstate__(self, state):
-        self.path, self.mode = state["path"], state["mode"]
-        self._file, self._pid = None, None
+        self.path, self.writable, self._lock_fd = state["path"], False, None
+        self._file, self._pid, self._pending_handles, self._pending_index = None, None, {}, None
 
     # ---- recipe --------------------------------------------------------------------------------------------
     @property
@@ -228,12 +334,19 @@ class FeatureStore:
             )
 
     # ---- videos --------------------------------------------------------------------------------------------
-    def ids(self, complete_only: bool = True) -> list[str]:
-        """Video ids in the store, sorted; incomplete (interrupted) videos are left out unless asked for."""
+    def _committed(self, complete_only: bool = True) -> list[str]:
         videos = self.file[VIDEOS]
-        return sorted(v for v in videos if not complete_only or bool(videos[v].attrs.get("complete", False)))
+        return [v for v in videos if not complete_only or bool(videos[v].attrs.get("complete", False))]
+
+    def ids(self, complete_only: bool = True) -> list[str]:
+        """Video ids in the store (committed and pending), sorted; videos whose write never completed are left
+        out unless asked for."""
+        pending = self._pending()  # first: it may reopen the store file
+        return sorted(set(self._committed(complete_only)) | set(pending))
 
     def __contains__(self, video_id: str) -> bool:
+        if video_id in self._pending():  # first: it may reopen the store file
+            return True
         g = self.file[VIDEOS].get(video_id)
         return g is not None and bool(g.attrs.get("complete", False))
 
@@ -241,17 +354,30 @@ class FeatureStore:
         return len(self.ids())
 
     def _group(self, video_id: str) -> h5py.Group:
-        if video_id not in self:
-            raise VadmilError(
-                f"video '{video_id}' is not in feature store {self.path} (or its write never completed); "
-                "check the id against `FeatureStore.ids()` or re-run the extraction"
-            )
-        return self.file[VIDEOS][video_id]
+        pending = self._pending().get(video_id)
+        if pending is not None:  # checked first: newer than a committed copy (append with overwrite=True)
+            if video_id not in self._pending_handles:
+                try:
+                    self._pending_handles[video_id] = h5py.File(pending, "r")
+                except OSError:
+                    if pending.exists():
+                        raise
+                    # committed by a writer since we opened: the new store file has it
+                    self._release_handles()
+                    return self._group(video_id)
+            return self._pending_handles[video_id]
+        g = self.file[VIDEOS].get(video_id)
+        if g is not None and bool(g.attrs.get("complete", False)):
+            return g
+        raise VadmilError(
+            f"video '{video_id}' is not in feature store {self.path} (or its write never completed); "
+            "check the id against `FeatureStore.ids()` or re-run the extraction"
+        )
 
     def info(self, video_id: str) -> dict:
         """Per-video attributes: n_frames, fps, source, mean_norm, n_snippets."""
         g = self._group(video_id)
-        info = {k: _plain(v) for k, v in g.attrs.items()}
+        info = {k: _plain(v) for k, v in g.attrs.items() if k != "video_id"}
         info["n_snippets"] = int(g["features"].shape[0])
         return info
 
@@ -282,11 +408,11 @@ class FeatureStore:
         source: str = "",
         overwrite: bool = False,
     ) -> bool:
-        """Write one video's features [T, C, D]; returns False (and writes nothing) when it is already complete.
+        """Add one video's features [T, C, D]; returns False (and writes nothing) when it is already in the store.
 
-        An incomplete group left by an interrupted write is replaced. ``complete`` is set and flushed last.
+        The video is durable when this returns (a pending file); it joins the store file at the next commit.
         """
-        if self.mode == "r":
+        if not self.writable:
             raise VadmilError(
                 f"feature store {self.path} is open read-only; open it with FeatureStore.create"
             )
@@ -299,33 +425,77 @@ class FeatureStore:
                 f"video '{video_id}': features have shape {features.shape} but store {self.path} needs "
                 f"[T>=1, {expected[0]}, {expected[1]}] (n_crops, feature_dim)"
             )
-        if not np.isfinite(features).all():
-            raise VadmilError(f"video '{video_id}': features contain NaN/Inf; nothing was written for it")
-        videos = self.file[VIDEOS]
-        if video_id in videos:
-            if bool(videos[video_id].attrs.get("complete", False)) and not overwrite:
-                return False
-            del videos[video_id]
-        dtype = np.dtype(str(self.file.attrs["feature_dtype"]))
-        row_bytes = features.shape[1] * features.shape[2] * dtype.itemsize
-        chunk_rows = max(1, min(features.shape[0], _CHUNK_BYTES // row_bytes))
-        g = videos.create_group(video_id)
-        g.create_dataset("features", data=features.astype(dtype), chunks=(chunk_rows, *features.shape[1:]))
-        g.attrs["n_frames"] = int(n_frames)
-        g.attrs["fps"] = float(fps)
-        g.attrs["source"] = str(source)
-        # Mean L2 norm per snippet: tells apart feature lineages (e.g. I3D norms of ~22 vs ~2.5).
-        g.attrs["mean_norm"] = float(np.linalg.norm(features.astype(np.float32), axis=-1).mean())
-        self.file.flush()
-        g.attrs["complete"] = True
-        self.file.flush()
+        stored = features.astype(np.dtype(str(self.file.attrs["feature_dtype"])))
+        if not (np.isfinite(features).all() and np.isfinite(stored).all()):
+            raise VadmilError(
+                f"video '{video_id}': features contain NaN/Inf (or overflow {stored.dtype}); nothing was written for it"
+            )
+        if video_id in self and not overwrite:
+            return False
+        attrs = {
+            "video_id": video_id,
+            "n_frames": int(n_frames),
+            "fps": float(fps),
+            "source": str(source),
+            # Mean L2 norm per snippet: tells apart feature lineages (e.g. I3D norms of ~22 vs ~2.5).
+            "mean_norm": float(np.linalg.norm(features.astype(np.float32), axis=-1).mean()),
+        }
+        self.pending_dir.mkdir(exist_ok=True)
+        final = self.pending_dir / f"{hashlib.sha1(video_id.encode()).hexdigest()}.h5"
+        tmp = final.with_suffix(".tmp")
+        handle = self._pending_handles.pop(video_id, None)
+        if handle is not None:
+            handle.close()
+        with h5py.File(tmp, "w") as f:
+            _write_video(f, stored, attrs)
+        # No fsync (it tripled the append time): the rename alone makes a pending file whole-or-absent for a
+        # killed process, whose writes survive in the page cache. Only a power loss can leave an unreadable one,
+        # which readers skip (that video is re-appended on resume); the commit that publishes the store is synced.
+        os.replace(tmp, final)
+        self._pending()[video_id] = final
         return True
+
+    def commit(self) -> int:
+        """Move pending videos into the store file: copy, add, sync, atomically rename. Returns how many."""
+        if not self.writable:
+            raise VadmilError(
+                f"feature store {self.path} is open read-only; open it with FeatureStore.create"
+            )
+        pending = dict(self._pending())
+        if not pending:
+            self._remove_pending_dir()
+            return 0
+        tmp = self.path.with_name(f".{self.path.name}.commit")
+        shutil.copyfile(self.path, tmp)
+        with h5py.File(tmp, "a") as out:
+            videos = out[VIDEOS]
+            for video_id, src_path in pending.items():
+                with h5py.File(src_path, "r") as src:
+                    if video_id in videos:
+                        del videos[video_id]
+                    attrs = {k: v for k, v in src.attrs.items() if k not in ("video_id", "complete")}
+                    _write_video(videos.create_group(video_id), src["features"][()], attrs)
+        _fsync(tmp)
+        self._release_handles()
+        os.replace(tmp, self.path)
+        _fsync(self.path.parent)
+        for src_path in pending.values():
+            src_path.unlink()
+        self._remove_pending_dir()
+        return len(pending)
+
+    def _remove_pending_dir(self) -> None:
+        if self.pending_dir.is_dir():
+            # Anything left is garbage: temp files of a killed writer, or files a power loss made unreadable.
+            for stale in self.pending_dir.iterdir():  # (we hold the writer lock)
+                stale.unlink()
+            self.pending_dir.rmdir()
 
     def mean_norm(self) -> float:
         """Mean per-snippet L2 norm over complete videos (weighted by snippet count)."""
         total = count = 0.0
         for v in self.ids():
-            g = self.file[VIDEOS][v]
+            g = self._group(v)
             n = g["features"].shape[0]
             total += float(g.attrs.get("mean_norm", 0.0)) * n
             count += n
@@ -336,7 +506,7 @@ class FeatureStore:
         problems = []
         geometry = self.geometry
         for v in self.ids():
-            g = self.file[VIDEOS][v]
+            g = self._group(v)
             shape = g["features"].shape
             if shape[1:] != (self.n_crops, self.feature_dim):
                 problems.append(

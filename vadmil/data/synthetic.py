@@ -116,6 +116,7 @@ def generate(store: str | os.PathLike, manifest: str | os.PathLike, spec: Synthe
     tmp_manifest.write_text(json.dumps({"videos": rows}, indent=1))
     os.replace(tmp_store, store)
     os.replace(tmp_manifest, manifest)
+    Path(f"{tmp_store}.lock").unlink(missing_ok=True)  # the private temp store's writer lock
 
 
 def ensure_synthetic(store: str, manifest: str, **params) -> tuple[str, str]:
