@@ -725,3 +725,30 @@ def test_unreadable_pending_file_is_skipped_and_cleaned(path, caplog):
     assert not pending.exists()
     with FeatureStore(path) as s:
         assert s.ids() == ["v0", "v1"] and s.validate() == []
+
+
+def test_extra_streams_round_trip_pending_and_committed(path):
+    audio = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+    with FeatureStore.create(path, _recipe(extra_streams={"vggish": 4})) as s:
+        s.append("v", _features(0), n_frames=80, fps=30.0, extra={"vggish": audio})
+        np.testing.assert_array_equal(s.read_extra("v", "vggish"), audio)  # still pending
+        assert s.extra_streams == {"vggish": 4}
+    with FeatureStore(path) as s:  # committed
+        np.testing.assert_array_equal(s.read_extra("v", "vggish"), audio)
+        with pytest.raises(VadmilError, match="no extra stream 'flow'"):
+            s.read_extra("v", "flow")
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"flow": np.zeros((3, 4))}, "'flow' is not declared"),
+        ({"vggish": np.zeros((3, 5))}, r"has shape \(3, 5\); the store needs \[T>=1, 4\]"),
+        ({"vggish": np.full((3, 4), np.nan)}, "'vggish' contains NaN/Inf"),
+    ],
+)
+def test_bad_extra_streams_write_nothing(path, extra, match):
+    with FeatureStore.create(path, _recipe(extra_streams={"vggish": 4})) as s:
+        with pytest.raises(VadmilError, match=match):
+            s.append("v", _features(0), n_frames=80, fps=30.0, extra=extra)
+        assert "v" not in s

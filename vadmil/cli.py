@@ -8,7 +8,12 @@ import sys
 COMMANDS = {
     "train": ("vadmil.train", "train one MIL head; -m sweeps (e.g. -m model=fcn seed=0,1,2)"),
     "eval": ("vadmil.eval", "recompute a finished run's test metrics: vadmil eval run=<run dir>"),
+    "import": (
+        "vadmil.import_features",
+        "convert public feature files into a store: vadmil import format=rtfm ...",
+    ),
     "synthesize": ("vadmil.synthesize", "write the embedded synthetic store + manifest: vadmil synthesize"),
+    "gt-check": ("vadmil.gtcheck", "compare rebuilt ground truth with a released gt-*.npy vector"),
 }
 
 USAGE = "usage: vadmil <command> [key=value ...] [--help] [--cfg job] [-m]\n\ncommands:\n" + "\n".join(

@@ -58,7 +58,9 @@ RECIPE_KEYS = (
     "weights_sha256",
     "feature_dtype",
     "pooled",
+    "extra_streams",
 )
+EXTRA = "extra"  # group of a video's named extra streams (e.g. XD-Violence VGGish audio [T_a, 128])
 _CHUNK_BYTES = 64 * 2**20
 
 
@@ -85,9 +87,11 @@ def make_recipe(
     weights_sha256: str = "random-init",
     feature_dtype: str = "float32",
     pooled: bool = False,
+    extra_streams: Mapping[str, int] | None = None,
     extraction_config: str = "",
 ) -> dict:
-    """Root attributes for a new store; ``extraction_config`` is the full producing config as YAML."""
+    """Root attributes for a new store; ``extraction_config`` is the full producing config as YAML;
+    ``extra_streams`` names the per-video side streams and their dims, e.g. ``{"vggish": 128}``."""
     if feature_dtype not in ("float16", "float32"):
         raise VadmilError(f"feature_dtype must be float16 or float32, got '{feature_dtype}'")
     crop_order = list(crop_order) if crop_order else [f"crop{i}" for i in range(n_crops)]
@@ -104,6 +108,7 @@ def make_recipe(
         "weights_sha256": weights_sha256,
         "feature_dtype": feature_dtype,
         "pooled": bool(pooled),
+        "extra_streams": json.dumps(dict(sorted((extra_streams or {}).items()))),
         "extraction_config": extraction_config,
     }
 
@@ -125,11 +130,15 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_video(group: h5py.Group, features: np.ndarray, attrs: Mapping) -> None:
-    """Write one video's dataset and attributes into ``group``; ``complete`` last."""
+def _write_video(
+    group: h5py.Group, features: np.ndarray, attrs: Mapping, extra: Mapping | None = None
+) -> None:
+    """Write one video's dataset, extra streams and attributes into ``group``; ``complete`` last."""
     row_bytes = features.shape[1] * features.shape[2] * features.dtype.itemsize
     chunk_rows = max(1, min(features.shape[0], _CHUNK_BYTES // row_bytes))
     group.create_dataset("features", data=features, chunks=(chunk_rows, *features.shape[1:]))
+    for name, stream in (extra or {}).items():
+        group.create_dataset(f"{EXTRA}/{name}", data=np.asarray(stream))
     for key, value in attrs.items():
         group.attrs[key] = value
     group.attrs["complete"] = True
@@ -317,6 +326,18 @@ class FeatureStore:
         return SnippetGeometry.from_attrs(self.file.attrs)
 
     @property
+    def extra_streams(self) -> dict[str, int]:
+        """Declared extra streams: name → dim (e.g. ``{"vggish": 128}``)."""
+        return json.loads(self.file.attrs.get("extra_streams", "{}"))
+
+    def read_extra(self, video_id: str, name: str) -> np.ndarray:
+        """One video's extra stream ``name``, float32 [T_e, dim]."""
+        group = self._group(video_id)
+        if name not in group.get(EXTRA, {}):
+            raise VadmilError(f"video '{video_id}' in feature store {self.path} has no extra stream '{name}'")
+        return group[EXTRA][name][()].astype(np.float32, copy=False)
+
+    @property
     def pooled(self) -> bool:
         return bool(self.file.attrs.get("pooled", False))
 
@@ -406,9 +427,11 @@ class FeatureStore:
         n_frames: int,
         fps: float,
         source: str = "",
+        extra: Mapping[str, np.ndarray] | None = None,
         overwrite: bool = False,
     ) -> bool:
-        """Add one video's features [T, C, D]; returns False (and writes nothing) when it is already in the store.
+        """Add one video's features [T, C, D] (and its declared extra streams, each [T_e, dim]); returns False
+        (and writes nothing) when it is already in the store.
 
         The video is durable when this returns (a pending file); it joins the store file at the next commit.
         """
@@ -430,6 +453,7 @@ class FeatureStore:
             raise VadmilError(
                 f"video '{video_id}': features contain NaN/Inf (or overflow {stored.dtype}); nothing was written for it"
             )
+        extra = self._check_extra(video_id, extra or {})
         if video_id in self and not overwrite:
             return False
         attrs = {
@@ -447,13 +471,35 @@ class FeatureStore:
         if handle is not None:
             handle.close()
         with h5py.File(tmp, "w") as f:
-            _write_video(f, stored, attrs)
+            _write_video(f, stored, attrs, extra)
         # No fsync (it tripled the append time): the rename alone makes a pending file whole-or-absent for a
         # killed process, whose writes survive in the page cache. Only a power loss can leave an unreadable one,
         # which readers skip (that video is re-appended on resume); the commit that publishes the store is synced.
         os.replace(tmp, final)
         self._pending()[video_id] = final
         return True
+
+    def _check_extra(self, video_id: str, extra: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Extra streams as float32 [T_e, dim], checked against the store's declared streams."""
+        declared, out = self.extra_streams, {}
+        for name, stream in extra.items():
+            stream = np.asarray(stream, dtype=np.float32)
+            if name not in declared:
+                raise VadmilError(
+                    f"video '{video_id}': extra stream '{name}' is not declared by store {self.path} "
+                    f"(declared: {sorted(declared) or 'none'}); create the store with extra_streams={{'{name}': dim}}"
+                )
+            if stream.ndim != 2 or stream.shape[1] != declared[name] or len(stream) < 1:
+                raise VadmilError(
+                    f"video '{video_id}': extra stream '{name}' has shape {stream.shape}; the store needs "
+                    f"[T>=1, {declared[name]}]"
+                )
+            if not np.isfinite(stream).all():
+                raise VadmilError(
+                    f"video '{video_id}': extra stream '{name}' contains NaN/Inf; nothing was written"
+                )
+            out[name] = stream
+        return out
 
     def commit(self) -> int:
         """Move pending videos into the store file: copy, add, sync, atomically rename. Returns how many."""
@@ -474,7 +520,8 @@ class FeatureStore:
                     if video_id in videos:
                         del videos[video_id]
                     attrs = {k: v for k, v in src.attrs.items() if k not in ("video_id", "complete")}
-                    _write_video(videos.create_group(video_id), src["features"][()], attrs)
+                    extra = {name: ds[()] for name, ds in src.get(EXTRA, {}).items()}
+                    _write_video(videos.create_group(video_id), src["features"][()], attrs, extra)
         _fsync(tmp)
         self._release_handles()
         os.replace(tmp, self.path)
