@@ -161,3 +161,14 @@ def test_ensure_synthetic_never_overwrites_other_store(tmp_path):
     assert not (tmp_path / "m.json").exists()
     with FeatureStore(path) as s:
         assert s.ids() == ["v"] and s.attrs["backbone"] == "i3d_r50"
+
+
+def test_bad_generator_parameters_are_user_errors(tmp_path):
+    from vadmil.data.synthetic import ensure_synthetic
+    from vadmil.errors import VadmilError
+
+    store, manifest = str(tmp_path / "s.h5"), str(tmp_path / "m.json")
+    with pytest.raises(VadmilError, match="unknown synthetic data parameter.*n_videos"):
+        ensure_synthetic(store, manifest, n_videos=3)
+    with pytest.raises(VadmilError, match="feature_dim=4 is too small"):
+        ensure_synthetic(store, manifest, feature_dim=4)

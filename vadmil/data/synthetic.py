@@ -49,6 +49,19 @@ class SyntheticSpec:
     snippet_len: int = 16
     fps: float = 30.0
 
+    def __post_init__(self):
+        if self.feature_dim < 2 * self.n_event_types:
+            raise VadmilError(
+                f"synthetic feature_dim={self.feature_dim} is too small for {self.n_event_types} event types "
+                f"(needs at least {2 * self.n_event_types}: event and distractor directions)"
+            )
+        if min(self.n_train_normal, self.n_train_abnormal, self.n_test_normal, self.n_test_abnormal) < 0:
+            raise VadmilError("synthetic video counts cannot be negative")
+        if not 1 <= self.min_snippets <= self.max_snippets:
+            raise VadmilError(
+                f"need 1 <= min_snippets <= max_snippets, got {self.min_snippets}, {self.max_snippets}"
+            )
+
 
 def _events(rng: np.random.Generator, n: int, count: int) -> list[tuple[int, int]]:
     """``count`` event snippet ranges [start, end) covering 10–30 % of an n-snippet video each."""
@@ -124,6 +137,12 @@ def ensure_synthetic(store: str, manifest: str, **params) -> tuple[str, str]:
 
     A file at ``store`` that is not a synthetic store is never overwritten.
     """
+    unknown = sorted(set(params) - set(SyntheticSpec.__dataclass_fields__))
+    if unknown:
+        raise VadmilError(
+            f"unknown synthetic data parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(SyntheticSpec.__dataclass_fields__)}"
+        )
     spec = SyntheticSpec(**params)
     if Path(store).exists():
         with FeatureStore(store) as existing:
