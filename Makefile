@@ -39,6 +39,7 @@ format: install ## apply ruff fixes and formatting
 
 bench: install ## benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_extract.py
 
 clean: ## remove caches (not runs/ or features/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

@@ -54,7 +54,7 @@ def test_rtfm_folder_round_trips_exactly_with_its_recipe(tmp_path):
 def test_float16_store_is_within_tolerance(tmp_path):
     arrays = rtfm_folder(tmp_path / "feats", n=1, crops=5)
     out = tmp_path / "s.h5"
-    run_import(import_cfg(f"input={tmp_path / 'feats'}", f"output={out}", "feature_dtype=float16"))
+    run_import(import_cfg(f"input={tmp_path / 'feats'}", f"output={out}", "recipe.feature_dtype=float16"))
     with FeatureStore(out) as store:
         (video_id,) = arrays
         np.testing.assert_allclose(store.read(video_id), arrays[video_id], rtol=1e-3, atol=1e-3)
@@ -139,7 +139,7 @@ def test_appending_to_a_store_of_another_recipe_names_the_field(tmp_path):
     out = tmp_path / "s.h5"
     run_import(import_cfg(f"input={tmp_path / 'feats'}", f"output={out}"))
     with pytest.raises(VadmilError, match="different recipe.*backbone: 'i3d_r50' != 'x3d_m'"):
-        run_import(import_cfg(f"input={tmp_path / 'feats'}", f"output={out}", "backbone=x3d_m"))
+        run_import(import_cfg(f"input={tmp_path / 'feats'}", f"output={out}", "recipe.backbone=x3d_m"))
 
 
 def test_import_command_then_train_on_the_imported_store(tmp_path):

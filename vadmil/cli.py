@@ -12,6 +12,14 @@ COMMANDS = {
         "vadmil.import_features",
         "convert public feature files into a store: vadmil import format=rtfm ...",
     ),
+    "extract": (
+        "vadmil.extract.app",
+        "raw videos -> feature store: vadmil extract input=<videos> output=<store.h5>",
+    ),
+    "extract-merge": (
+        "vadmil.extract.app:merge_main",
+        "join shard stores: vadmil extract-merge inputs=[a.h5,b.h5] output=c.h5",
+    ),
     "synthesize": ("vadmil.synthesize", "write the embedded synthetic store + manifest: vadmil synthesize"),
     "gt-check": ("vadmil.gtcheck", "compare rebuilt ground truth with a released gt-*.npy vector"),
 }
@@ -30,9 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"vadmil: error: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
-    module = importlib.import_module(COMMANDS[command][0])
+    module_name, _, function = COMMANDS[command][0].partition(":")
     sys.argv = [f"vadmil-{command}", *rest]  # Hydra parses sys.argv
-    module.main()
+    getattr(importlib.import_module(module_name), function or "main")()
 
 
 if __name__ == "__main__":

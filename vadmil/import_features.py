@@ -72,12 +72,12 @@ def run_import(cfg: DictConfig) -> dict:
     """Import every video of ``cfg.input`` into ``cfg.output``; returns counts and failures."""
     reader: FeatureReader = instantiate(cfg.format.reader, input=to_absolute_path(cfg.input))
     videos = reader.plan()
-    geometry = SnippetGeometry(cfg.snippet_len, cfg.snippet_stride, cfg.tail_policy)
+    geometry = SnippetGeometry(cfg.recipe.snippet_len, cfg.recipe.snippet_stride, cfg.recipe.tail_policy)
     counts = load_frame_counts(to_absolute_path(cfg.frame_counts)) if cfg.frame_counts else None
     recipe = make_recipe(
-        backbone=cfg.backbone, feature_dim=reader.feature_dim, n_crops=reader.n_crops, crop_order=reader.crop_order,
-        geometry=geometry, frame_size=cfg.frame_size, normalisation=cfg.normalisation,
-        weights_sha256=cfg.weights_sha256, feature_dtype=cfg.feature_dtype, pooled=reader.pooled,
+        backbone=cfg.recipe.backbone, feature_dim=reader.feature_dim, n_crops=reader.n_crops, crop_order=reader.crop_order,
+        geometry=geometry, frame_size=cfg.recipe.frame_size, normalisation=cfg.recipe.normalisation,
+        weights_sha256=cfg.recipe.weights_sha256, feature_dtype=cfg.recipe.feature_dtype, pooled=reader.pooled,
         extra_streams=OmegaConf.to_container(cfg.format.extra_streams), extraction_config=OmegaConf.to_yaml(cfg),
     )  # fmt: skip
     output = Path(to_absolute_path(cfg.output))

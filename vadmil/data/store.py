@@ -337,6 +337,11 @@ class FeatureStore:
             raise VadmilError(f"video '{video_id}' in feature store {self.path} has no extra stream '{name}'")
         return group[EXTRA][name][()].astype(np.float32, copy=False)
 
+    def read_extras(self, video_id: str) -> dict[str, np.ndarray]:
+        """All extra streams of one video: name → float32 [T_e, dim]."""
+        group = self._group(video_id)
+        return {name: ds[()].astype(np.float32, copy=False) for name, ds in group.get(EXTRA, {}).items()}
+
     @property
     def pooled(self) -> bool:
         return bool(self.file.attrs.get("pooled", False))

@@ -1,0 +1,139 @@
+"""Extraction throughput on a real video: decode-side work, backbone alone, the overlapped pipeline, and a naive
+decode-everything-first baseline, all in one run (`make bench`).
+
+CPU default: x3d_xs (random init), 1 centre crop of 160 px, 16-frame snippets. On a CUDA machine the same script
+runs i3d_r50 with 10 crops in fp16 (`--gpu`), the figure users plan with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vadmil.backbones.pytorchvideo import PyTorchVideoBackbone
+from vadmil.data.geometry import SnippetGeometry
+from vadmil.data.store import FeatureStore, make_recipe
+from vadmil.extract.decode import open_video
+from vadmil.extract.pipeline import BackboneRunner, SnippetStream, run_extraction
+from vadmil.extract.snippets import SnippetAssembler
+from vadmil.extract.transforms import SnippetTransform
+
+VIDEO = Path(__file__).resolve().parents[2] / "shared" / "videos" / "vtest.avi"
+
+
+def worker_side(video: Path, geometry, transform) -> tuple[int, float]:
+    """Decode + cut snippets + transform, as a DataLoader worker does: (snippets, seconds)."""
+    start, n = time.perf_counter(), 0
+    decoded = open_video(video)
+    assembler = SnippetAssembler(geometry, decoded.info.n_frames)
+    for chunk in decoded.chunks():
+        for snippet in assembler.feed(chunk):
+            transform(snippet)
+            n += 1
+    for snippet in assembler.finish():
+        transform(snippet)
+        n += 1
+    decoded.close()
+    return n, time.perf_counter() - start
+
+
+def backbone_side(runner, clips: torch.Tensor, n_snippets: int, batch: int) -> float:
+    """Seconds for the backbone alone on n_snippets pre-made clips."""
+    runner(clips[:batch])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, n_snippets, batch):
+        runner(clips[: min(batch, n_snippets - i)])
+    return time.perf_counter() - start
+
+
+def naive(video: Path, geometry, transform, runner) -> tuple[int, float]:
+    """Decode the whole video to memory first, then transform and run the backbone: (frames, seconds)."""
+    start = time.perf_counter()
+    decoded = open_video(video)
+    frames = np.concatenate(list(decoded.chunks()))
+    decoded.close()
+    idx = np.arange(geometry.n_snippets(len(frames)))[:, None] * geometry.stride + np.arange(geometry.length)
+    idx = np.minimum(idx, len(frames) - 1)
+    for i in idx:
+        runner(transform(frames[i])[None])
+    return len(frames), time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--gpu", action="store_true", help="i3d_r50, 10 crops, fp16 on CUDA")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    if not VIDEO.exists():
+        raise SystemExit(f"{VIDEO} is missing: the benchmark needs the shared test video")
+    torch.manual_seed(0)
+    if args.gpu:
+        backbone, crops, size, short, precision, device = (
+            PyTorchVideoBackbone("i3d_r50", random_init=True),
+            "ten",
+            224,
+            256,
+            "fp16",
+            "cuda",
+        )
+    else:
+        backbone, crops, size, short, precision, device = (
+            PyTorchVideoBackbone("x3d_xs", random_init=True),
+            "center",
+            160,
+            160,
+            "fp32",
+            "cpu",
+        )
+    geometry = SnippetGeometry(16, 16, "pad_last")
+    transform = SnippetTransform(
+        short_side=short, crop_size=size, crops=crops, mean=backbone.mean, std=backbone.std
+    )
+    runner = BackboneRunner(backbone, device, precision)
+    batch = 4
+    n_snippets, decode_s = worker_side(VIDEO, geometry, transform)
+    clips = torch.randn(batch, len(transform(np.zeros((16, 64, 64, 3), np.uint8))), 3, 16, size, size)
+    backbone_s = backbone_side(runner, clips, n_snippets, batch)
+    pipelines = {}
+    for workers, resize in ((args.workers, None), (0, "auto"), (args.workers, "auto")):
+        with tempfile.TemporaryDirectory() as tmp:
+            recipe = make_recipe(backbone=backbone.name, feature_dim=backbone.feature_dim, n_crops=clips.shape[1],
+                                 geometry=geometry)  # fmt: skip
+            with FeatureStore.create(Path(tmp) / "b.h5", recipe) as store:
+                stream = SnippetStream(
+                    [VIDEO], geometry, transform, batch_snippets=batch, decoder_resize=resize
+                )
+                result = run_extraction(store, stream, runner, num_workers=workers, progress=False)
+        pipelines[f"pipeline, {workers} worker(s), {'decoder' if resize else 'torch'} resize"] = (
+            result["snippets"] / result["seconds"]
+        )
+    frames, naive_s = naive(VIDEO, geometry, transform, runner)
+    decode_rate, backbone_rate = n_snippets / decode_s, n_snippets / backbone_s
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, device {device}; "
+          f"{backbone.name}, {crops} crop(s) of {size}, {n_snippets} snippets of {VIDEO.name}")  # fmt: skip
+    print("| stage | snippets/s | frames/s |\n|---|---|---|")
+    rows = {
+        "decode + snippets + transform (worker side, torch resize)": decode_rate,
+        "backbone alone": backbone_rate,
+    }
+    for name, rate in {**rows, **pipelines}.items():
+        print(f"| {name} | {rate:.2f} | {rate * 16:.0f} |")
+    print(
+        f"| naive: decode all frames first, then extract | {frames / naive_s / 16:.2f} | {frames / naive_s:.0f} |"
+    )
+    best = max(pipelines, key=pipelines.get)
+    print(
+        f"\nratio pipeline / min(decode, backbone) = {pipelines[best] / min(decode_rate, backbone_rate):.2f} ({best})"
+    )
+    print(f"ratio pipeline / backbone alone = {pipelines[best] / backbone_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""`vadmil extract` and `vadmil extract-merge`: raw videos → feature store; shard stores → one store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from vadmil.apps import config_dir, guarded
+from vadmil.data.annotations import normalise_video_id
+from vadmil.data.geometry import SnippetGeometry
+from vadmil.data.store import FeatureStore, make_recipe, recipe_differences
+from vadmil.errors import VadmilError
+from vadmil.extract.pipeline import (
+    BackboneRunner,
+    SnippetStream,
+    failures_path,
+    list_videos,
+    record_failures,
+    run_extraction,
+    shard_of,
+)  # fmt: skip
+from vadmil.extract.transforms import CROP_ORDERS, SnippetTransform
+
+log = logging.getLogger("vadmil.extract")
+CROP_MODES = {1: "center", 5: "five", 10: "ten"}
+
+
+def extract(cfg: DictConfig) -> dict:
+    """Run one extraction (one shard) described by ``cfg``; returns counts and failures."""
+    if cfg.crops not in CROP_MODES:
+        raise VadmilError(f"crops must be 1, 5 or 10, got {cfg.crops}")
+    videos = shard_of(list_videos(to_absolute_path(cfg.input)), cfg.shard, cfg.num_shards)
+    output = Path(to_absolute_path(cfg.output))
+    torch.manual_seed(cfg.seed)  # random-init backbones are reproducible: resumed and sharded runs match
+    try:
+        backbone = instantiate(cfg.backbone)
+    except InstantiationException as err:  # surface the backbone's own message (missing weights, bad file)
+        if isinstance(err.__cause__, VadmilError):
+            raise err.__cause__ from None
+        raise
+    mode = CROP_MODES[cfg.crops]
+    crop_size = cfg.crop_size or backbone.crop_size
+    short_side = cfg.short_side or crop_size
+    transform = SnippetTransform(short_side=short_side, crop_size=crop_size, crops=mode, mean=backbone.mean,
+                                 std=backbone.std, resize=cfg.resize)  # fmt: skip
+    geometry = SnippetGeometry(cfg.snippet_len, cfg.snippet_stride, cfg.tail_policy)
+    resize = f"resize to {list(cfg.resize)}" if cfg.resize else f"short side {short_side}"
+    if cfg.decoder.resize:
+        where = (
+            "in the decoder"
+            if cfg.decoder.resize == "auto"
+            else f"decoded at {list(cfg.decoder.resize)}, then"
+        )
+        resize = f"{where} {resize}"
+    recipe = make_recipe(
+        backbone=backbone.name, feature_dim=backbone.feature_dim, n_crops=cfg.crops, crop_order=CROP_ORDERS[mode],
+        geometry=geometry, frame_size=f"{resize}, {mode} {crop_size} crops, fps {cfg.decoder.target_fps or 'native'}, {cfg.decoder.backend}",
+        normalisation=f"[0,1] pixels, mean {list(backbone.mean)}, std {list(backbone.std)}",
+        weights_sha256=backbone.weights_sha256, feature_dtype=cfg.feature_dtype,
+        extraction_config=OmegaConf.to_yaml(cfg),
+    )  # fmt: skip
+    if backbone.weights_sha256 == "random-init":
+        log.warning("extracting with a RANDOMLY INITIALISED %s (backbone.random_init=true): recorded in the store",
+                    backbone.name)  # fmt: skip
+    with FeatureStore.create(output, recipe) as store:
+        todo = [v for v in videos if normalise_video_id(v.name) not in store]
+        log.info("%d videos (shard %d/%d): %d to extract, %d already in %s", len(videos), cfg.shard,
+                 cfg.num_shards, len(todo), len(videos) - len(todo), output)  # fmt: skip
+        stream = SnippetStream(todo, geometry, transform, cfg.decoder.backend, cfg.decoder.target_fps,
+                               cfg.batch_snippets, cfg.decoder.resize)  # fmt: skip
+        runner = BackboneRunner(backbone, cfg.device, cfg.precision)
+        result = run_extraction(store, stream, runner, cfg.num_workers, cfg.progress)
+        record_failures(output, result["failed"], store)
+        result.update(skipped=len(videos) - len(todo), total=len(store), output=str(output))
+    return result
+
+
+def merge(inputs: list[str], output: str) -> int:
+    """Join shard stores with identical recipes into ``output``; returns the number of videos added."""
+    if not inputs:
+        raise VadmilError("extract-merge needs inputs=[shard0.h5,shard1.h5,...]")
+    stores = [FeatureStore(to_absolute_path(p)) for p in inputs]
+    for other in stores[1:]:
+        diffs = recipe_differences(stores[0].attrs, other.attrs)
+        if diffs:
+            raise VadmilError(
+                f"{other.path} was extracted with another recipe than {stores[0].path}: {'; '.join(diffs)}"
+            )
+    recipe = {k: v for k, v in stores[0].attrs.items() if k not in ("schema_version", "vadmil_version")}
+    added = 0
+    with FeatureStore.create(to_absolute_path(output), recipe) as out:
+        for store in stores:
+            for video_id in store.ids():
+                info = store.info(video_id)
+                extra = store.read_extras(video_id)
+                added += out.append(video_id, store.read(video_id), n_frames=info["n_frames"], fps=info["fps"],
+                                    source=info.get("source", ""), extra=extra)  # fmt: skip
+            store.close()
+    return added
+
+
+@hydra.main(config_path=config_dir(), config_name="extract", version_base="1.3")
+@guarded(record=False)
+def main(cfg: DictConfig) -> None:
+    result = extract(cfg)
+    rate = result["snippets"] / result["seconds"] if result["seconds"] else 0.0
+    print(f"{result['output']}: {result['extracted']} extracted, {result['skipped']} already there, "
+          f"{len(result['failed'])} failed; {result['total']} videos in the store; {result['snippets']} snippets "
+          f"in {result['seconds']:.1f} s ({rate:.1f} snippets/s)")  # fmt: skip
+    if result["failed"]:
+        raise VadmilError(
+            f"{len(result['failed'])} video(s) failed (reasons above and in {failures_path(Path(result['output']))})"
+        )
+
+
+@hydra.main(config_path=config_dir(), config_name="extract_merge", version_base="1.3")
+@guarded(record=False)
+def merge_main(cfg: DictConfig) -> None:
+    added = merge(list(cfg.inputs), cfg.output)
+    print(f"{to_absolute_path(cfg.output)}: {added} videos added from {len(cfg.inputs)} stores")
