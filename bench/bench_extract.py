@@ -74,24 +74,13 @@ def main() -> None:
     if not VIDEO.exists():
         raise SystemExit(f"{VIDEO} is missing: the benchmark needs the shared test video")
     torch.manual_seed(0)
-    if args.gpu:
-        backbone, crops, size, short, precision, device = (
-            PyTorchVideoBackbone("i3d_r50", random_init=True),
-            "ten",
-            224,
-            256,
-            "fp16",
-            "cuda",
-        )
-    else:
-        backbone, crops, size, short, precision, device = (
-            PyTorchVideoBackbone("x3d_xs", random_init=True),
-            "center",
-            160,
-            160,
-            "fp32",
-            "cpu",
-        )
+    # (arch, crops, crop size, short side, precision, device)
+    arch, crops, size, short, precision, device = (
+        ("i3d_r50", "ten", 224, 256, "fp16", "cuda")
+        if args.gpu
+        else ("x3d_xs", "center", 160, 160, "fp32", "cpu")
+    )
+    backbone = PyTorchVideoBackbone(arch, random_init=True)
     geometry = SnippetGeometry(16, 16, "pad_last")
     transform = SnippetTransform(
         short_side=short, crop_size=size, crops=crops, mean=backbone.mean, std=backbone.std
