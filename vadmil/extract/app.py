@@ -10,6 +10,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from vadmil.apps import config_dir, guarded
 from vadmil.data.annotations import normalise_video_id
@@ -81,7 +82,7 @@ def extract(cfg: DictConfig) -> dict:
     return result
 
 
-def merge(inputs: list[str], output: str) -> int:
+def merge(inputs: list[str], output: str, progress: bool = False) -> int:
     """Join shard stores with identical recipes into ``output``; returns the number of videos added."""
     if not inputs:
         raise VadmilError("extract-merge needs inputs=[shard0.h5,shard1.h5,...]")
@@ -96,7 +97,9 @@ def merge(inputs: list[str], output: str) -> int:
     added = 0
     with FeatureStore.create(to_absolute_path(output), recipe) as out:
         for store in stores:
-            for video_id in store.ids():
+            for video_id in tqdm(
+                store.ids(), desc=f"merge {store.path.name}", unit="video", disable=not progress
+            ):
                 info = store.info(video_id)
                 extra = store.read_extras(video_id)
                 added += out.append(video_id, store.read(video_id), n_frames=info["n_frames"], fps=info["fps"],
@@ -122,5 +125,5 @@ def main(cfg: DictConfig) -> None:
 @hydra.main(config_path=config_dir(), config_name="extract_merge", version_base="1.3")
 @guarded(record=False)
 def merge_main(cfg: DictConfig) -> None:
-    added = merge(list(cfg.inputs), cfg.output)
+    added = merge(list(cfg.inputs), cfg.output, progress=True)
     print(f"{to_absolute_path(cfg.output)}: {added} videos added from {len(cfg.inputs)} stores")

@@ -36,6 +36,7 @@ end of the stream, so with ``opencv`` such a file yields its decodable prefix in
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -132,6 +133,29 @@ class _DecordReader:
         self.vr = None
 
 
+def _select_chunks(frames: Iterator, indices: np.ndarray, chunk_frames: int, size: tuple[int, int]):
+    """Chunks [n, h, w, 3] of the frames at ``indices`` (sorted, repeats allowed) from a sequential stream of
+    per-frame loaders; the whole stream is consumed (the decoded count is checked against the probed one), but
+    only selected frames are converted."""
+    total, j, k = len(indices), 0, 0
+    buf = np.empty((min(chunk_frames, total), *size, 3), np.uint8)
+    for i, load in enumerate(frames):
+        if j >= total or indices[j] != i:
+            continue
+        buf[k] = frame = load()
+        while True:
+            j, k = j + 1, k + 1
+            if k == len(buf):
+                yield buf
+                buf = np.empty((min(chunk_frames, total - j), *size, 3), np.uint8)
+                k = 0
+            if j >= total or indices[j] != i:
+                break
+            buf[k] = frame  # a repeated frame (target_fps above the source rate)
+    if k:
+        yield buf[:k]
+
+
 class _PyAVReader:
     def __init__(self, path: str, resize: tuple[int, int] | None):
         self.av = _import("pyav", path)
@@ -148,28 +172,17 @@ class _PyAVReader:
         self.n_decoded: int | None = None
 
     def read(self, indices: np.ndarray, chunk_frames: int) -> Iterator[np.ndarray]:
-        h, w = self.height, self.width
-        total = len(indices)
-        j = k = 0
-        buf = np.empty((min(chunk_frames, total), h, w, 3), np.uint8)
         self.n_decoded = 0
         with self.av.open(self.path) as container:
-            stream = container.streams.video[0]
-            for i, frame in enumerate(container.decode(stream)):
-                self.n_decoded = i + 1
-                if j >= total or indices[j] != i:
-                    continue  # still decode the rest: the decoded count is checked against the probed one
-                arr = frame.to_ndarray(format="rgb24", width=w, height=h)
-                while j < total and indices[j] == i:
-                    buf[k] = arr
-                    j += 1
-                    k += 1
-                    if k == len(buf):
-                        yield buf
-                        buf = np.empty((min(chunk_frames, total - j), h, w, 3), np.uint8)
-                        k = 0
-        if k:
-            yield buf[:k]
+
+            def loaders() -> Iterator:
+                for i, frame in enumerate(container.decode(container.streams.video[0])):
+                    self.n_decoded = i + 1
+                    yield functools.partial(
+                        frame.to_ndarray, format="rgb24", width=self.width, height=self.height
+                    )
+
+            yield from _select_chunks(loaders(), indices, chunk_frames, (self.height, self.width))
 
     def close(self):
         pass
@@ -204,40 +217,27 @@ class _OpenCVReader:
         return cap
 
     def read(self, indices: np.ndarray, chunk_frames: int) -> Iterator[np.ndarray]:
-        cv2 = self.cv2
-        h, w = self.height, self.width
-        total = len(indices)
-        i = j = k = 0
-        buf = np.empty((min(chunk_frames, total), h, w, 3), np.uint8)
+        cv2, (h, w) = self.cv2, (self.height, self.width)
         cap = self._capture()
-        try:
+        self.n_decoded = 0
+
+        def frames() -> Iterator:
             while cap.grab():
-                i += 1
-                if j >= total or indices[j] != i - 1:
-                    continue
-                ok, bgr = cap.retrieve()
-                if not ok:
-                    raise RuntimeError(f"retrieve() failed at frame {i - 1}")
-                if bgr.shape[:2] != (h, w):
-                    bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
-                rgb = None
-                while j < total and indices[j] == i - 1:
-                    if rgb is None:
-                        cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=buf[k])  # straight into the chunk
-                        rgb = buf[k]
-                    else:
-                        buf[k] = rgb  # a repeated frame (target_fps above the source rate)
-                    j += 1
-                    k += 1
-                    if k == len(buf):
-                        yield buf
-                        buf = np.empty((min(chunk_frames, total - j), h, w, 3), np.uint8)
-                        k = 0
+                self.n_decoded += 1
+                yield retrieve
+
+        def retrieve() -> np.ndarray:
+            ok, bgr = cap.retrieve()
+            if not ok:
+                raise RuntimeError(f"retrieve() failed at frame {self.n_decoded - 1}")
+            if bgr.shape[:2] != (h, w):
+                bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+        try:
+            yield from _select_chunks(frames(), indices, chunk_frames, (h, w))
         finally:
             cap.release()
-            self.n_decoded = i
-        if k:
-            yield buf[:k]
 
     def close(self):
         pass
