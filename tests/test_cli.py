@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import TINY_OVERRIDES, run_vadmil
+from vadmil.cli import COMMANDS
 
 METRIC_KEYS = {"frame_auc", "frame_ap_step", "frame_ap_trapz", "frame_auc_abnormal", "far"}
 
@@ -150,3 +151,10 @@ def test_help_and_unknown_command(tmp_path):
     )
     unknown = run_vadmil("frobnicate", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown command 'frobnicate'" in unknown.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command, tmp_path):
+    result = run_vadmil(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"vadmil {command}" in result.stdout

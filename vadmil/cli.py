@@ -25,7 +25,7 @@ COMMANDS = {
 }
 
 USAGE = "usage: vadmil <command> [key=value ...] [--help] [--cfg job] [-m]\n\ncommands:\n" + "\n".join(
-    f"  {name:<12}{text}" for name, (_, text) in COMMANDS.items()
+    f"  {name:<15}{text}" for name, (_, text) in COMMANDS.items()
 )
 
 
