@@ -20,7 +20,8 @@ import torch
 from vadmil.backbones.pytorchvideo import PyTorchVideoBackbone
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.store import FeatureStore, make_recipe
-from vadmil.extract.decode import open_video
+from vadmil.errors import VadmilError
+from vadmil.extract.decode import BACKENDS, open_video
 from vadmil.extract.pipeline import BackboneRunner, SnippetStream, run_extraction
 from vadmil.extract.snippets import SnippetAssembler
 from vadmil.extract.transforms import SnippetTransform
@@ -42,6 +43,22 @@ def worker_side(video: Path, geometry, transform) -> tuple[int, float]:
         n += 1
     decoded.close()
     return n, time.perf_counter() - start
+
+
+def decode_rates(video: Path) -> dict[str, float]:
+    """Sequential decode-only frames/s of every installed backend (same file, same run)."""
+    rates = {}
+    for backend in BACKENDS:
+        try:
+            decoded = open_video(video, backend=backend)
+        except VadmilError:  # e.g. opencv not installed
+            continue
+        start, n = time.perf_counter(), 0
+        for chunk in decoded.chunks():
+            n += len(chunk)
+        decoded.close()
+        rates[backend] = n / (time.perf_counter() - start)
+    return rates
 
 
 def backbone_side(runner, clips: torch.Tensor, n_snippets: int, batch: int) -> float:
@@ -117,6 +134,9 @@ def main() -> None:
     print(
         f"| naive: decode all frames first, then extract | {frames / naive_s / 16:.2f} | {frames / naive_s:.0f} |"
     )
+    print("\n| decoder backend | decode-only frames/s |\n|---|---|")
+    for backend, rate in decode_rates(VIDEO).items():
+        print(f"| {backend} | {rate:.0f} |")
     best = max(pipelines, key=pipelines.get)
     print(
         f"\nratio pipeline / min(decode, backbone) = {pipelines[best] / min(decode_rate, backbone_rate):.2f} ({best})"
