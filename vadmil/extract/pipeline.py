@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +80,6 @@ class SnippetBatch:
     fps: float = 0.0
     n_snippets: int = 0
     error: str | None = None
-    decode_seconds: float = field(default=0.0)
 
 
 class SnippetStream(IterableDataset):
