@@ -10,10 +10,10 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from vadmil.apps import config_dir, guarded, write_json
-from vadmil.data.datamodule import FullVideos, collate_videos
+from vadmil.data.datamodule import video_loader
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.predict import evaluate_frames, predict_snippet_scores
+from vadmil.predict import evaluate_module
 from vadmil.train import build_module
 
 
@@ -31,15 +31,8 @@ def evaluate_run(run_dir: str | Path, eval_overrides: dict | None = None) -> dic
     test_videos = instantiate(cfg.dataset.annotations.test)
     module = build_module(cfg, store.feature_dim)
     module.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"])
-    loader = torch.utils.data.DataLoader(
-        FullVideos(store, test_videos, list(test_videos), cfg.data.normalise),
-        batch_size=cfg.data.eval_batch_size,
-        collate_fn=collate_videos,
-    )
-    scores = predict_snippet_scores(module, loader)
-    test = evaluate_frames(
-        store, test_videos, scores, cfg.eval.end_inclusive, cfg.eval.frame_span, cfg.eval.threshold
-    )
+    loader = video_loader(store, test_videos, list(test_videos), cfg.data.normalise, cfg.data.eval_batch_size)
+    test, _ = evaluate_module(module, store, test_videos, loader, cfg.eval)
     return {"run": str(run_dir), "test": test, "eval_protocol": OmegaConf.to_container(cfg.eval)}
 
 

@@ -52,6 +52,17 @@ def frame_scores(
     return geometry.expand(scores_t, store.n_frames(video_id))
 
 
+def evaluate_module(module: MILModule, store: FeatureStore, videos: Mapping[str, VideoLabel], loader: DataLoader,
+                    protocol: Mapping) -> tuple[dict[str, float], dict[str, np.ndarray]]:  # fmt: skip
+    """Score every video of ``loader`` and compute the frame metrics under ``protocol`` (the ``eval`` config:
+    end_inclusive, frame_span, threshold). Training and `vadmil eval` both go through here, so they agree."""
+    scores = predict_snippet_scores(module, loader)
+    metrics = evaluate_frames(
+        store, videos, scores, protocol["end_inclusive"], protocol["frame_span"], protocol["threshold"]
+    )
+    return metrics, scores
+
+
 def evaluate_frames(
     store: FeatureStore,
     videos: Mapping[str, VideoLabel],

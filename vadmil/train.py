@@ -23,7 +23,7 @@ from vadmil.data.datamodule import MILDataModule
 from vadmil.data.store import FeatureStore
 from vadmil.lit import MILModule
 from vadmil.metrics import VideoAUC
-from vadmil.predict import evaluate_frames, predict_snippet_scores
+from vadmil.predict import evaluate_module, predict_snippet_scores
 
 log = logging.getLogger("vadmil.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
@@ -68,15 +68,6 @@ def build_module(cfg: DictConfig, in_dim: int) -> MILModule:
 def store_summary(store: FeatureStore) -> dict:
     """What a run records about its features: path, backbone and the full recipe."""
     return {"store": str(store.path), **store.recipe(), "mean_norm": store.mean_norm()}
-
-
-def test_metrics(module: MILModule, dm: MILDataModule, eval_cfg: DictConfig) -> tuple[dict, dict]:
-    """Frame-level metrics of ``module`` on the test split, and the snippet scores they came from."""
-    scores = predict_snippet_scores(module, dm.test_dataloader())
-    metrics = evaluate_frames(
-        dm.store, dm.test_videos, scores, eval_cfg.end_inclusive, eval_cfg.frame_span, eval_cfg.threshold
-    )
-    return metrics, scores
 
 
 def validation_auc(module: MILModule, dm: MILDataModule) -> float:
@@ -133,7 +124,7 @@ def train(cfg: DictConfig) -> dict:
 
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
     module.load_state_dict(best["state_dict"])
-    test, scores = test_metrics(module, dm, cfg.eval)
+    test, scores = evaluate_module(module, dm.store, dm.test_videos, dm.test_dataloader(), cfg.eval)
     np.savez(run_dir / "predictions.npz", **{f"snippet_scores/{k}": v for k, v in scores.items()})
     metrics = {
         "status": "complete",

@@ -163,6 +163,14 @@ def collate_videos(items: list[dict]) -> dict:
     }
 
 
+def video_loader(store, videos, ids, normalise, batch_size, num_workers=0) -> DataLoader:
+    """Full-length, padded videos ``ids`` for validation, test or re-evaluation (see :func:`collate_videos`)."""
+    return DataLoader(
+        FullVideos(store, videos, ids, normalise), batch_size=batch_size, collate_fn=collate_videos,
+        num_workers=num_workers, persistent_workers=num_workers > 0,
+    )  # fmt: skip
+
+
 class MILDataModule(pl.LightningDataModule):
     """Store + annotations → balanced training bags, a validation split, full-length test videos.
 
@@ -272,10 +280,8 @@ class MILDataModule(pl.LightningDataModule):
         return self._loader(self.train_set, batch_sampler=sampler)
 
     def eval_loader(self, ids: Sequence[str], videos: Mapping[str, VideoLabel] | None = None) -> DataLoader:
-        dataset = FullVideos(
-            self.store, videos or {**self.train_videos, **self.test_videos}, ids, self.normalise
-        )
-        return self._loader(dataset, batch_size=self.eval_batch_size, collate_fn=collate_videos)
+        videos = videos or {**self.train_videos, **self.test_videos}
+        return video_loader(self.store, videos, ids, self.normalise, self.eval_batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_loader(self.val_ids, self.train_videos)
