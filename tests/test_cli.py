@@ -147,7 +147,7 @@ def test_help_and_unknown_command(tmp_path):
     assert (
         train_help.returncode == 0
         and "vadmil train" in train_help.stdout
-        and "model: fcn" in train_help.stdout
+        and "model: dted, fcn, gcn, gcn_hlnet, rtfm" in train_help.stdout
     )
     unknown = run_vadmil("frobnicate", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown command 'frobnicate'" in unknown.stderr

@@ -48,6 +48,14 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def flush_denormals() -> None:
+    """Treat subnormal floats as zero on CPU. Near-zero activations and optimiser states turn subnormal during
+    training, and x86 arithmetic on them is many times slower: a DTED training run took 9x longer without this."""
+    import torch  # here, not at module level: apps is imported by light commands too
+
+    torch.set_flush_denormal(True)
+
+
 def guarded(task: Callable | None = None, *, record: bool = True) -> Callable:
     """Wrap a Hydra task: user errors become one line on stderr and exit status 2. With ``record`` the run dir
     gets ``error.txt`` (so a failed run never looks complete); in a multirun the sweep goes on with the next job.
@@ -58,6 +66,7 @@ def guarded(task: Callable | None = None, *, record: bool = True) -> Callable:
     @functools.wraps(task)
     def wrapper(cfg):
         try:
+            flush_denormals()
             return task(cfg)
         except (VadmilError, InstantiationException, OmegaConfBaseException) as err:
             message, user_error = one_line(err), True

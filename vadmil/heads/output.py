@@ -16,13 +16,20 @@ class HeadOutput:
 
     Attributes:
         scores: per-snippet anomaly probabilities in [0, 1], [N, T] (folded: [B, C, T]).
+        logits: optional pre-sigmoid scores, [N, T] (losses that pool logits, e.g. HL-Net's top-k BCE).
         magnitudes: optional per-snippet feature magnitudes, [N, T] (RTFM-style heads).
         features: optional per-snippet embeddings the losses need, [N, T, E].
+        topk_index, topk_valid: set after folding by an objective's selector (label-free, shared by every term
+            that needs it): the selected snippets of each bag [B, K] and which of them are real [B, K] (K is
+            clipped to T; bags with fewer valid snippets than K have invalid trailing entries).
     """
 
     scores: torch.Tensor
+    logits: torch.Tensor | None = None
     magnitudes: torch.Tensor | None = None
     features: torch.Tensor | None = None
+    topk_index: torch.Tensor | None = None
+    topk_valid: torch.Tensor | None = None
 
     def fold(self, n_bags: int, n_crops: int) -> HeadOutput:
         """Reshape every tensor from [B·C, ...] to [B, C, ...]."""

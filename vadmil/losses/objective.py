@@ -16,11 +16,13 @@ class Objective(nn.Module):
 
     Args:
         terms: ``{name: {"loss": nn.Module, "weight": float}}`` (instantiated from ``conf/model/objective``).
+        selector: optional label-free module run once before the terms (e.g. a
+            :class:`~vadmil.losses.topk.TopKSelector`), so terms that need the same selection share it.
     Returns from ``forward``: the total loss and the weighted part of each term (they sum to the total), logged
     as ``train/loss/<name>``.
     """
 
-    def __init__(self, terms: Mapping[str, Mapping]):
+    def __init__(self, terms: Mapping[str, Mapping], selector: nn.Module | None = None):
         super().__init__()
         if not terms:
             raise VadmilError("the objective has no terms; give model.objective.terms at least one loss")
@@ -31,7 +33,10 @@ class Objective(nn.Module):
                 )
         self.losses = nn.ModuleDict({name: term["loss"] for name, term in terms.items()})
         self.weights = {name: float(term.get("weight", 1.0)) for name, term in terms.items()}
+        self.selector = selector
 
     def forward(self, out: HeadOutput, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.selector is not None:
+            out = self.selector(out, batch)
         parts = {name: self.weights[name] * loss(out, batch) for name, loss in self.losses.items()}
         return torch.stack(list(parts.values())).sum(), parts

@@ -1,0 +1,118 @@
+"""RTFM, Tian et al., ICCV 2021: the multi-scale temporal network, the snippet scorer and feature magnitudes.
+
+Top-k selection by magnitude and RTFM's losses live in the objective (``vadmil.losses``), because selection
+averages magnitudes over crops, which only exists after the Lightning module folds crops back into bags.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vadmil.heads.output import HeadOutput
+from vadmil.heads.temporal import MaskedConv1d, full_mask, zero_padding
+
+
+class NonLocalBlock1d(nn.Module):
+    """Embedded-dot-product non-local block as in RTFM's code: z = x + BN(W·((θᵀφ / N)·g)), no softmax.
+
+    N is the number of real snippets of each video, and padded snippets are excluded as keys, so a video's
+    output does not depend on the padding of its batch. The output BN starts at zero: the block begins as the
+    identity.
+    Shapes: x [N, C, T], mask [N, T] → [N, C, T].
+    """
+
+    def __init__(self, channels: int = 512, inner: int | None = None):
+        super().__init__()
+        inner = inner or channels // 2
+        self.g, self.theta, self.phi = (nn.Conv1d(channels, inner, 1) for _ in range(3))
+        self.out = nn.Sequential(nn.Conv1d(inner, channels, 1), nn.BatchNorm1d(channels))
+
+    def reset_output(self) -> None:
+        nn.init.zeros_(self.out[1].weight)
+        nn.init.zeros_(self.out[1].bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        keys = mask[:, None, :].to(x.dtype)
+        theta = self.theta(x).transpose(1, 2)  # [N, T, inner]
+        phi, g = self.phi(x) * keys, (self.g(x) * keys).transpose(1, 2)  # padded keys contribute nothing
+        affinity = theta @ phi / keys.sum(dim=2, keepdim=True).clamp_min(1.0)  # [N, T, T], divided by real N
+        return x + self.out((affinity @ g).transpose(1, 2))
+
+
+class MultiScaleTemporalNetwork(nn.Module):
+    """RTFM's MTN: a dilated-convolution pyramid and a non-local branch, fused and added to the input.
+
+    Three Conv1d(D→512, k3, dilation 1/2/4)+ReLU+BN; Conv1d(D→512, k1, no bias)+ReLU → non-local block;
+    concatenation (4·512) → Conv1d(→D, k3, no bias)+ReLU+BN; plus the input.
+    Shapes: x [N, T, D], mask [N, T] → [N, T, D].
+    """
+
+    def __init__(self, in_dim: int, channels: int = 512, dilations: tuple[int, ...] = (1, 2, 4)):
+        super().__init__()
+        self.pyramid = nn.ModuleList(MaskedConv1d(in_dim, channels, 3, dilation=d) for d in dilations)
+        self.pyramid_post = nn.ModuleList(
+            nn.Sequential(nn.ReLU(), nn.BatchNorm1d(channels)) for _ in dilations
+        )
+        self.reduce = nn.Sequential(nn.Conv1d(in_dim, channels, 1, bias=False), nn.ReLU())
+        self.non_local = NonLocalBlock1d(channels)
+        self.fuse = MaskedConv1d(channels * (len(dilations) + 1), in_dim, 3, bias=False)
+        self.fuse_post = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(in_dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        residual = x.transpose(1, 2)  # [N, D, T]
+        branches = [
+            post(conv(residual, mask)) for conv, post in zip(self.pyramid, self.pyramid_post, strict=True)
+        ]
+        branches.append(self.non_local(self.reduce(zero_padding(residual, mask)), mask))
+        fused = self.fuse_post(self.fuse(torch.cat(branches, dim=1), mask))
+        return (fused + residual).transpose(1, 2)
+
+
+class RTFMHead(nn.Module):
+    """RTFM's network: MTN → dropout → scorer; magnitudes are the L2 norms of the (dropped-out) MTN features.
+
+    Scorer: Linear(D→512)+ReLU → Dropout → Linear(512→128)+ReLU → Dropout → Linear(128→1) → sigmoid, with
+    Xavier-uniform weights and zero biases everywhere (the code's init, non-local output BN excepted).
+    ``magnitude_after_dropout=True`` is the code: magnitudes and the features the magnitude loss sees are taken
+    after the 0.7 dropout (the identity at test time); ``False`` takes them before it (the paper's description).
+
+    Args:
+        in_dim: feature dimension D, taken from the feature store.
+    Shapes: features [N, T, D], mask [N, T] → scores, logits, magnitudes [N, T]; features [N, T, D].
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        channels: int = 512,
+        dilations: tuple[int, ...] = (1, 2, 4),
+        scorer_hidden: tuple[int, int] = (512, 128),
+        dropout: float = 0.7,
+        magnitude_after_dropout: bool = True,
+    ):
+        super().__init__()
+        h1, h2 = scorer_hidden
+        self.mtn = MultiScaleTemporalNetwork(in_dim, channels, tuple(dilations))
+        self.dropout = nn.Dropout(dropout)
+        self.scorer = nn.Sequential(
+            nn.Linear(in_dim, h1), nn.ReLU(), nn.Dropout(dropout), nn.Linear(h1, h2), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(h2, 1),
+        )  # fmt: skip
+        self.magnitude_after_dropout = magnitude_after_dropout
+        for m in self.modules():
+            if isinstance(m, (nn.Conv1d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self.mtn.non_local.reset_output()
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> HeadOutput:
+        mask = full_mask(features, mask)
+        embedded = self.mtn(features, mask)
+        dropped = self.dropout(embedded)
+        logits = self.scorer(dropped).squeeze(-1)
+        kept = dropped if self.magnitude_after_dropout else embedded
+        return HeadOutput(
+            scores=torch.sigmoid(logits), logits=logits, magnitudes=kept.norm(dim=-1), features=kept
+        )
