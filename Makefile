@@ -26,8 +26,15 @@ test-slow: install ## only the tests marked slow
 test-all: install ## every test
 	$(PYTEST) -q -m ''
 
-demo: install ## the main job on the embedded synthetic data set: train the FCN head, print its test metrics
-	$(VENV)/bin/vadmil train
+# Every head that has a config (conf/model/*.yaml), comma-separated; one sweep dir per `make demo`.
+HEADS    = $(shell ls conf/model/*.yaml | sed 's|.*/||; s|\.yaml$$||' | paste -sd, -)
+DEMO_DIR := runs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+
+demo: install ## every head x 2 seeds on the embedded synthetic data (parallel sweep), then the leaderboard
+	$(VENV)/bin/vadmil synthesize
+	$(VENV)/bin/vadmil train -m sweep=demo model=$(HEADS) hydra.sweep.dir=$(DEMO_DIR)
+	$(VENV)/bin/vadmil report runs=$(DEMO_DIR) output=$(DEMO_DIR)/report
+	@echo "leaderboard: $(DEMO_DIR)/report/leaderboard.md and $(DEMO_DIR)/report/leaderboard.html"
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check vadmil tests bench
@@ -39,6 +46,7 @@ format: install ## apply ruff fixes and formatting
 
 bench: install ## benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_heads.py
 	$(PY) bench/bench_extract.py
 
 clean: ## remove caches (not runs/ or features/)

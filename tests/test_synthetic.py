@@ -172,3 +172,21 @@ def test_bad_generator_parameters_are_user_errors(tmp_path):
         ensure_synthetic(store, manifest, n_videos=3)
     with pytest.raises(VadmilError, match="feature_dim=4 is too small"):
         ensure_synthetic(store, manifest, feature_dim=4)
+
+
+def test_parallel_jobs_preparing_the_same_data_wait_for_one_generator(tmp_path):
+    """Sweep jobs start together on fresh data: all must succeed and share one generated store."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    store, manifest = str(tmp_path / "s.h5"), str(tmp_path / "s.json")
+    params = dict(n_train_normal=4, n_train_abnormal=4, n_test_normal=2, n_test_abnormal=2, feature_dim=8)
+    with ProcessPoolExecutor(3) as pool:
+        results = list(pool.map(_ensure, [(store, manifest, params)] * 3))
+    assert results == [(store, manifest)] * 3
+    with FeatureStore(store) as fs:
+        assert len(fs) == 12
+
+
+def _ensure(args):
+    store, manifest, params = args
+    return ensure_synthetic(store, manifest, **params)

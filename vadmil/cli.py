@@ -20,6 +20,10 @@ COMMANDS = {
         "vadmil.extract.app:merge_main",
         "join shard stores: vadmil extract-merge inputs=[a.h5,b.h5] output=c.h5",
     ),
+    "report": (
+        "vadmil.report.app",
+        "leaderboard (CSV, Markdown, HTML with plots) of run dirs: vadmil report runs=<dir> output=<dir>",
+    ),
     "synthesize": ("vadmil.synthesize", "write the embedded synthetic store + manifest: vadmil synthesize"),
     "gt-check": ("vadmil.gtcheck", "compare rebuilt ground truth with a released gt-*.npy vector"),
 }

@@ -31,7 +31,7 @@ from torchmetrics.functional.classification import (
 
 from vadmil.errors import VadmilError
 
-__all__ = ["FrameAnomalyMetrics", "VideoAUC"]
+__all__ = ["FRAME_RANKING_METRICS", "FrameAnomalyMetrics", "VideoAUC", "frame_ranking_metric"]
 
 
 def _check_probabilities(scores: Tensor, labels: Tensor, what: str) -> None:
@@ -80,6 +80,34 @@ def _auc(scores: Tensor, labels: Tensor) -> float:
     return float(binary_auroc(scores, labels, thresholds=None, validate_args=False))
 
 
+def _ap_step(scores: Tensor, labels: Tensor) -> float:
+    if not _has_both_classes(labels):
+        return float("nan")
+    return float(binary_average_precision(scores, labels, thresholds=None, validate_args=False))
+
+
+def _ap_trapz(scores: Tensor, labels: Tensor) -> float:
+    if not _has_both_classes(labels):
+        return float("nan")
+    precision, recall, _ = binary_precision_recall_curve(scores, labels, thresholds=None, validate_args=False)
+    # Recall runs from 1 down to 0, so the signed trapezoid is negative; float64 to keep 1e-7 agreement.
+    return float(-torch.trapz(precision.double(), recall.double()))
+
+
+FRAME_RANKING_METRICS = {"frame_auc": _auc, "frame_ap_step": _ap_step, "frame_ap_trapz": _ap_trapz}
+
+
+def frame_ranking_metric(name: str, scores: Tensor, labels: Tensor) -> float:
+    """One frame metric (``frame_auc``, ``frame_ap_step`` or ``frame_ap_trapz``) of concatenated frames
+    ``scores`` [F] (probabilities) and ``labels`` [F] (0/1), exactly as :class:`FrameAnomalyMetrics` computes it,
+    without the other curves (for repeated evaluation, e.g. the oracle figure)."""
+    if name not in FRAME_RANKING_METRICS:
+        raise VadmilError(f"unknown frame metric '{name}'; choose one of {', '.join(FRAME_RANKING_METRICS)}")
+    scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
+    _check_probabilities(scores, labels, "frame_ranking_metric")
+    return FRAME_RANKING_METRICS[name](scores, labels.long())
+
+
 class FrameAnomalyMetrics(Metric):
     """Frame-level test metrics over all test videos concatenated (see the module docstring for conventions).
 
@@ -126,13 +154,8 @@ class FrameAnomalyMetrics(Metric):
         video_labels, lengths = _cat(self.video_labels), _cat(self.video_lengths)  # [V], [V]
         abnormal = torch.repeat_interleave(video_labels, lengths) == 1  # [F]: frame of an abnormal video
         nan = float("nan")
-        ap_step = ap_trapz = nan
-        if _has_both_classes(labels):
-            exact = {"thresholds": None, "validate_args": False}  # exact curves; inputs validated in update()
-            ap_step = float(binary_average_precision(scores, labels, **exact))
-            precision, recall, _ = binary_precision_recall_curve(scores, labels, **exact)
-            # Recall runs from 1 down to 0, so the signed trapezoid is negative; float64 to keep 1e-7 agreement.
-            ap_trapz = float(-torch.trapz(precision.double(), recall.double()))
+        # Exact curves (no threshold binning); inputs were validated in update().
+        ap_step, ap_trapz = _ap_step(scores, labels), _ap_trapz(scores, labels)
 
         normal_scores = scores[~abnormal]
         # Ties count as alarms (>=), as a detector firing at "score >= t" would; the comparison runs in the scores'

@@ -73,13 +73,29 @@ def evaluate_frames(
 ) -> dict[str, float]:
     """Frame-level test metrics over all videos concatenated (see :class:`FrameAnomalyMetrics`)."""
     metric = FrameAnomalyMetrics(threshold=threshold)
+    for video_id, (frames, labels) in frame_arrays(
+        store, videos, snippet_scores, end_inclusive, frame_span
+    ).items():
+        metric.update(torch.from_numpy(frames), torch.from_numpy(labels), videos[video_id].label)
+    return metric.compute()
+
+
+def frame_arrays(
+    store: FeatureStore,
+    videos: Mapping[str, VideoLabel],
+    snippet_scores: Mapping[str, np.ndarray],
+    end_inclusive: bool = True,
+    frame_span: str = "video",
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """id → (frame scores float32 [F], frame labels uint8 [F]) of every video in ``videos``, in its order: what
+    the frame metrics are computed on (and what `vadmil report` plots)."""
     missing = [v for v in videos if v not in snippet_scores]
     if missing:
         raise VadmilError(
             f"no scores for {len(missing)} test video(s), e.g. '{missing[0]}'; score every test video"
         )
+    out = {}
     for video_id, video in videos.items():
-        frames = frame_scores(store, video_id, snippet_scores[video_id], frame_span)
-        labels = frame_labels(video, len(frames), end_inclusive=end_inclusive)
-        metric.update(frames, torch.from_numpy(labels), video.label)
-    return metric.compute()
+        frames = frame_scores(store, video_id, snippet_scores[video_id], frame_span).numpy()
+        out[video_id] = frames, frame_labels(video, len(frames), end_inclusive=end_inclusive)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +24,8 @@ from vadmil.data.datamodule import MILDataModule
 from vadmil.data.store import FeatureStore
 from vadmil.lit import MILModule
 from vadmil.metrics import VideoAUC
-from vadmil.predict import evaluate_module, predict_snippet_scores
+from vadmil.oracle import OracleTest
+from vadmil.predict import evaluate_module, frame_arrays, predict_snippet_scores
 
 log = logging.getLogger("vadmil.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
@@ -81,6 +83,26 @@ def validation_auc(module: MILModule, dm: MILDataModule) -> float:
     return float(metric.compute())
 
 
+def save_predictions(path: Path, dm: MILDataModule, scores: dict[str, np.ndarray], protocol) -> None:
+    """``predictions.npz`` (compressed), per test video id: ``snippet_scores/<id>`` float32 [T] (crop-averaged),
+    ``frame_scores/<id>`` float32 [F] and ``frame_labels/<id>`` uint8 [F] — exactly the frames the test metrics
+    were computed on, so `vadmil report` draws curves without the store or the annotations."""
+    frames = frame_arrays(dm.store, dm.test_videos, scores, protocol.end_inclusive, protocol.frame_span)
+    arrays = {f"snippet_scores/{k}": v for k, v in scores.items()}
+    for video_id, (frame_score, frame_label) in frames.items():
+        arrays[f"frame_scores/{video_id}"], arrays[f"frame_labels/{video_id}"] = frame_score, frame_label
+    np.savez_compressed(path, **arrays)
+
+
+def make_oracle(cfg: DictConfig, dm: MILDataModule) -> OracleTest | None:
+    """The best-on-test callback when ``oracle.every`` > 0 (see :mod:`vadmil.oracle`), else None."""
+    every = int(cfg.get("oracle", {}).get("every", 0) or 0)
+    if every <= 0:
+        return None
+    metric = cfg.dataset.get("primary_metric", "frame_auc")
+    return OracleTest(dm.store, dm.test_videos, dm.test_dataloader(), cfg.eval, metric, every)
+
+
 def train(cfg: DictConfig) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     cfg = resolve_config(cfg)
@@ -111,21 +133,27 @@ def train(cfg: DictConfig) -> dict:
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/selection", mode="max",
         save_top_k=1, auto_insert_metric_name=False,
     )  # fmt: skip
+    oracle = make_oracle(cfg, dm)
     trainer = pl.Trainer(
         **cfg.trainer, max_epochs=-1, num_sanity_val_steps=0, enable_model_summary=False,
-        logger=CSVLogger(run_dir, name="", version="logs"), callbacks=[checkpoint], default_root_dir=run_dir,
+        logger=CSVLogger(run_dir, name="", version="logs"), default_root_dir=run_dir,
+        callbacks=[checkpoint] + ([oracle] if oracle else []),
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*too few batches.*")
         start = time.perf_counter()
         trainer.fit(module, datamodule=dm)
-        fit_seconds = time.perf_counter() - start
+        fit_seconds = time.perf_counter() - start - (oracle.seconds if oracle else 0.0)
 
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
     module.load_state_dict(best["state_dict"])
+    start = time.perf_counter()
     test, scores = evaluate_module(module, dm.store, dm.test_videos, dm.test_dataloader(), cfg.eval)
-    np.savez(run_dir / "predictions.npz", **{f"snippet_scores/{k}": v for k, v in scores.items()})
+    test_seconds = time.perf_counter() - start
+    save_predictions(run_dir / "predictions.npz", dm, scores, cfg.eval)
+    if oracle:  # the validation-selected checkpoint is one of the oracle's candidates
+        oracle.consider(module, int(best["epoch"]), int(best["global_step"]), scores)
     metrics = {
         "status": "complete",
         "dataset": cfg.dataset.name,
@@ -137,12 +165,18 @@ def train(cfg: DictConfig) -> dict:
         "selected_epoch": int(best["epoch"]),
         "selected_step": int(best["global_step"]),
         "fit_seconds": round(fit_seconds, 3),
+        # Scoring throughput: reading the test features, the forward pass, frame expansion and the metrics.
+        "test_seconds": round(test_seconds, 3),
+        "test_frames_per_second": round(test["n_frames"] / test_seconds, 1) if test_seconds > 0 else None,
+        "primary_metric": cfg.dataset.get("primary_metric", "frame_auc"),
         "n_parameters": module.n_parameters,
         "n_videos": {"train": len(dm.train_ids), "val": len(dm.val_ids), "test": len(dm.test_ids)},
         "eval_protocol": OmegaConf.to_container(cfg.eval),
         "features": features,
         "vadmil_version": __version__,
     }
+    if oracle:
+        metrics["oracle_test"] = oracle.summary()
     write_json(run_dir / "metrics.json", metrics)  # written last: its presence marks a complete run
     _print_summary(run_dir, metrics)
     return metrics
@@ -155,12 +189,28 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         f"test frame AUC {t['frame_auc']:.4f}, AP {t['frame_ap_step']:.4f} (step) / {t['frame_ap_trapz']:.4f} "
         f"(trapz), AUC on abnormal videos {t['frame_auc_abnormal']:.4f}, FAR@0.5 {t['far']:.4f}; "
         f"val video AUC {metrics['validation']['video_auc']:.4f} at epoch {metrics['selected_epoch']}\n"
-        f"run dir: {run_dir}",
+        + (
+            f"oracle (best-on-test, leaks the test set): {o['chosen_on']} {o[o['chosen_on']]:.4f} at epoch "
+            f"{o['epoch']} of {o['n_evaluations']} test evaluations\n"
+            if (o := metrics.get("oracle_test"))
+            else ""
+        )
+        + f"run dir: {run_dir}",
         flush=True,
     )
 
 
-@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 @guarded
-def main(cfg: DictConfig) -> None:
-    train(cfg)
+def _train_guarded(cfg: DictConfig) -> float:
+    return train(cfg)["validation"]["video_auc"]
+
+
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    """Train; return the validation video AUC — what a Hydra sweeper (Optuna) optimises, never a test metric.
+    A failed run returns None (in a multirun, after writing ``error.txt``): the Optuna sweeper records the trial
+    as failed and goes on. A non-finite AUC is returned as None too, since Optuna refuses NaN values."""
+    value = _train_guarded(cfg)
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)

@@ -10,6 +10,7 @@ deterministic in its parameters (seed included) and needs no download.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -144,15 +145,24 @@ def ensure_synthetic(store: str, manifest: str, **params) -> tuple[str, str]:
             f"known: {', '.join(SyntheticSpec.__dataclass_fields__)}"
         )
     spec = SyntheticSpec(**params)
-    if Path(store).exists():
-        with FeatureStore(store) as existing:
-            attrs = existing.attrs
-        if attrs.get("backbone") != BACKBONE:
-            raise VadmilError(
-                f"{store} exists and is not a synthetic store; choose another dataset.store for dataset=synthetic"
-            )
-        if yaml.safe_load(attrs.get("extraction_config", "")) == asdict(spec) and Path(manifest).exists():
-            return store, manifest
-    log.info("generating the synthetic data set into %s", store)
-    generate(store, manifest, spec)
+    Path(store).parent.mkdir(parents=True, exist_ok=True)
+    # Parallel sweep jobs all prepare the same data: one generates it, the others wait here and then reuse it.
+    with open(f"{store}.prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _up_to_date(store, manifest, spec):
+            log.info("generating the synthetic data set into %s", store)
+            generate(store, manifest, spec)
     return store, manifest
+
+
+def _up_to_date(store: str, manifest: str, spec: SyntheticSpec) -> bool:
+    """Whether ``store`` and ``manifest`` hold the data set of ``spec``; an error if ``store`` is not synthetic."""
+    if not Path(store).exists():
+        return False
+    with FeatureStore(store) as existing:
+        attrs = existing.attrs
+    if attrs.get("backbone") != BACKBONE:
+        raise VadmilError(
+            f"{store} exists and is not a synthetic store; choose another dataset.store for dataset=synthetic"
+        )
+    return yaml.safe_load(attrs.get("extraction_config", "")) == asdict(spec) and Path(manifest).exists()

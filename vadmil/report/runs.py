@@ -1,0 +1,144 @@
+"""Find run dirs under the given roots and read what each one recorded.
+
+A run dir (written by `vadmil train`, alone or in a multirun) is a folder holding any of ``metrics.json``
+(written last: the run finished), ``error.txt`` (the run failed; its one-line reason) or Hydra's
+``.hydra/config.yaml`` (the run started). A run with neither of the first two is *unfinished* (killed, still
+running, or its process died). Every file is read as plain YAML/JSON: a report needs neither the feature store nor
+the annotations, so it works after the store has moved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vadmil.errors import VadmilError
+
+STATUSES = ("complete", "failed", "unfinished")
+_MARKERS = ("metrics.json", "error.txt", ".hydra/config.yaml")
+
+
+@dataclass
+class Run:
+    """One run dir. ``config`` is the resolved ``config.yaml`` (else Hydra's unresolved one), ``choices`` Hydra's
+    config-group choices (``model/objective: sultani``, ...), ``overrides`` the job's command-line overrides,
+    ``metrics`` the parsed ``metrics.json`` (None unless complete)."""
+
+    path: Path
+    name: str  # shown in tables: the path relative to the parent of the root it was found under
+    status: str
+    error: str | None = None
+    config: dict = field(default_factory=dict)
+    choices: dict = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    metrics: dict | None = None
+
+    @property
+    def dataset(self) -> str:
+        if self.metrics:
+            return str(self.metrics.get("dataset"))
+        return str(_get(self.config, "dataset.name", "?"))
+
+    @property
+    def head(self) -> str:
+        if self.metrics:
+            return str(self.metrics.get("head"))
+        return str(_get(self.config, "model.name", self.choices.get("model", "?")))
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.metrics.get("seed") if self.metrics else _get(self.config, "seed")
+        return seed if isinstance(seed, int) else None
+
+    @property
+    def store(self) -> str | None:
+        """The feature store's path (complete runs: as recorded; others: from the resolved config, if any)."""
+        if self.metrics:
+            return _get(self.metrics, "features.store")
+        store = _get(self.config, "dataset.store")
+        return store if isinstance(store, str) and "${" not in store else None
+
+
+def _get(data: dict, dotted: str, default=None):
+    for key in dotted.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return default
+        data = data[key]
+    return data
+
+
+def _read_yaml(path: Path, default):
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return default
+    return default if data is None else data
+
+
+def is_run_dir(path: Path) -> bool:
+    return any((path / marker).is_file() for marker in _MARKERS)
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every run dir at or below ``root``, sorted; hidden folders (``.submitit``, ``.hydra``) are not entered and
+    nothing below a run dir is searched."""
+    if is_run_dir(root):
+        return [root]
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        here = Path(dirpath)
+        if here != root and is_run_dir(here):
+            found.append(here)
+            dirnames.clear()
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    return sorted(found)
+
+
+def load_run(path: Path, root: Path) -> Run:
+    """Read one run dir (never raises on a damaged run: it becomes *failed* with the reason)."""
+    run = Run(path=path, name=path.relative_to(root.parent).as_posix(), status="unfinished")
+    config = _read_yaml(path / "config.yaml", None)
+    run.config = config if isinstance(config, dict) else _read_yaml(path / ".hydra" / "config.yaml", {})
+    hydra = _read_yaml(path / ".hydra" / "hydra.yaml", {})
+    run.choices = _get(hydra, "hydra.runtime.choices", {}) or {}
+    overrides = _read_yaml(path / ".hydra" / "overrides.yaml", [])
+    run.overrides = [str(o) for o in overrides] if isinstance(overrides, list) else []
+    if (path / "metrics.json").is_file():
+        try:
+            run.metrics = json.loads((path / "metrics.json").read_text())
+            run.status = "complete"
+        except (OSError, json.JSONDecodeError) as err:
+            run.status, run.error = "failed", f"unreadable metrics.json: {err}"
+    elif (path / "error.txt").is_file():
+        run.status = "failed"
+        run.error = (
+            " ".join((path / "error.txt").read_text(errors="replace").split()) or "(no reason recorded)"
+        )
+    return run
+
+
+def collect_runs(roots: list[str | Path]) -> list[Run]:
+    """All runs under ``roots`` (each a dir of run dirs, a sweep dir, or one run dir), sorted by path; a run
+    reachable from two roots is read once."""
+    if not roots:
+        raise VadmilError("report: no run dirs given; pass runs=<dir> or runs=[<dir>,<dir>]")
+    runs: dict[Path, Run] = {}
+    for root in roots:
+        root = Path(root).expanduser().resolve()
+        if not root.is_dir():
+            raise VadmilError(
+                f"report: runs={root} is not a directory; point runs= at a sweep dir or at runs/"
+            )
+        for path in find_run_dirs(root):
+            runs.setdefault(path, load_run(path, root))
+    if not runs:
+        raise VadmilError(
+            f"report: no vadmil run dirs under {', '.join(str(r) for r in roots)} (a run dir holds metrics.json, "
+            "error.txt or .hydra/config.yaml); point runs= at the dir that `vadmil train` wrote to"
+        )
+    return [runs[p] for p in sorted(runs)]
