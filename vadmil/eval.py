@@ -32,7 +32,7 @@ def evaluate_run(run_dir: str | Path, eval_overrides: dict | None = None) -> dic
     module = build_module(cfg, store.feature_dim)
     module.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"])
     loader = video_loader(store, test_videos, list(test_videos), cfg.data.normalise, cfg.data.eval_batch_size)
-    test, _ = evaluate_module(module, store, test_videos, loader, cfg.eval)
+    test, _, _ = evaluate_module(module, store, test_videos, loader, cfg.eval)
     return {"run": str(run_dir), "test": test, "eval_protocol": OmegaConf.to_container(cfg.eval)}
 
 

@@ -51,7 +51,7 @@ class OracleTest(pl.Callback):
         self.protocol, self.metric, self.every = protocol, metric, every
         self.n_validations = 0
         self.history: list[tuple[int, int, float]] = []  # (epoch, step, value) of each test evaluation
-        self.best: tuple[float, int, int, dict[str, np.ndarray]] | None = None  # value, epoch, step, scores
+        self.best: tuple | None = None  # value, epoch, step, scores, frame metrics (None: not computed yet)
         self.seconds = 0.0
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -61,15 +61,13 @@ class OracleTest(pl.Callback):
         if self.n_validations % self.every == 0:
             self.consider(pl_module, trainer.current_epoch, trainer.global_step)
 
-    def consider(self, module: pl.LightningModule, epoch: int, step: int,
-                 scores: dict[str, np.ndarray] | None = None) -> float:  # fmt: skip
-        """Score the test split with ``module`` (or take its ``scores``) and keep it if it is the best so far."""
+    def consider(self, module: pl.LightningModule, epoch: int, step: int) -> float:
+        """Score the test split with ``module`` and keep it if it is the best so far."""
         start = time.perf_counter()
-        if scores is None:
-            # Iterating a DataLoader draws from torch's global generator: fork it, so that scoring the test split
-            # leaves training (shuffling, dropout) exactly as it would be without the oracle.
-            with torch.random.fork_rng(devices=[]):
-                scores = predict_snippet_scores(module, self.loader)
+        # Iterating a DataLoader draws from torch's global generator: fork it, so that scoring the test split
+        # leaves training (shuffling, dropout) exactly as it would be without the oracle.
+        with torch.random.fork_rng(devices=[]):
+            scores = predict_snippet_scores(module, self.loader)
         frames = frame_arrays(
             self.store, self.videos, scores, self.protocol["end_inclusive"], self.protocol["frame_span"]
         )
@@ -78,24 +76,35 @@ class OracleTest(pl.Callback):
             torch.from_numpy(np.concatenate([f for f, _ in frames.values()])),
             torch.from_numpy(np.concatenate([y for _, y in frames.values()])),
         )
-        self.history.append((int(epoch), int(step), value))
-        if self.best is None or value > self.best[0]:  # NaN never wins
-            self.best = (value, int(epoch), int(step), scores)
+        self._record(value, epoch, step, scores, None)
         self.seconds += time.perf_counter() - start
         return value
+
+    def consider_selected(self, epoch: int, step: int, scores: dict[str, np.ndarray], metrics: dict) -> float:
+        """Add the validation-selected checkpoint, whose test ``scores`` and frame ``metrics`` training has
+        already computed (so it is never scored twice)."""
+        value = float(metrics[self.metric])
+        self._record(value, epoch, step, scores, metrics)
+        return value
+
+    def _record(self, value: float, epoch: int, step: int, scores: dict, metrics: dict | None) -> None:
+        self.history.append((int(epoch), int(step), value))
+        if self.best is None or value > self.best[0]:  # NaN never wins
+            self.best = (value, int(epoch), int(step), scores, metrics)
 
     def summary(self) -> dict:
         """What metrics.json records under ``oracle_test``: every frame metric of the best-on-test checkpoint,
         its epoch and step, the metric it was chosen on, and how many checkpoints were compared."""
         if self.best is None:
             raise VadmilError(
-                "oracle: no test evaluation happened; call consider() with the selected checkpoint"
+                "oracle: no test evaluation happened; call consider_selected() with the selected checkpoint"
             )
-        value, epoch, step, scores = self.best
-        p = self.protocol
-        metrics = evaluate_frames(
-            self.store, self.videos, scores, p["end_inclusive"], p["frame_span"], p["threshold"]
-        )
+        value, epoch, step, scores, metrics = self.best
+        if metrics is None:
+            p = self.protocol
+            metrics = evaluate_frames(
+                self.store, self.videos, scores, p["end_inclusive"], p["frame_span"], p["threshold"]
+            )
         return {
             "label": ORACLE_LABEL,
             "chosen_on": self.metric,

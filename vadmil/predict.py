@@ -53,14 +53,14 @@ def frame_scores(
 
 
 def evaluate_module(module: MILModule, store: FeatureStore, videos: Mapping[str, VideoLabel], loader: DataLoader,
-                    protocol: Mapping) -> tuple[dict[str, float], dict[str, np.ndarray]]:  # fmt: skip
+                    protocol: Mapping) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:  # fmt: skip
     """Score every video of ``loader`` and compute the frame metrics under ``protocol`` (the ``eval`` config:
-    end_inclusive, frame_span, threshold). Training and `vadmil eval` both go through here, so they agree."""
+    end_inclusive, frame_span, threshold). Training and `vadmil eval` both go through here, so they agree.
+
+    Returns (metrics, snippet scores id → [T], frames id → (frame scores [F], frame labels [F]))."""
     scores = predict_snippet_scores(module, loader)
-    metrics = evaluate_frames(
-        store, videos, scores, protocol["end_inclusive"], protocol["frame_span"], protocol["threshold"]
-    )
-    return metrics, scores
+    frames = frame_arrays(store, videos, scores, protocol["end_inclusive"], protocol["frame_span"])
+    return frame_metrics(frames, videos, protocol["threshold"]), scores, frames
 
 
 def evaluate_frames(
@@ -72,11 +72,19 @@ def evaluate_frames(
     threshold: float = 0.5,
 ) -> dict[str, float]:
     """Frame-level test metrics over all videos concatenated (see :class:`FrameAnomalyMetrics`)."""
+    frames = frame_arrays(store, videos, snippet_scores, end_inclusive, frame_span)
+    return frame_metrics(frames, videos, threshold)
+
+
+def frame_metrics(
+    frames: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    videos: Mapping[str, VideoLabel],
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """The frame metrics of :func:`frame_arrays`' output (id → (scores [F], labels [F]))."""
     metric = FrameAnomalyMetrics(threshold=threshold)
-    for video_id, (frames, labels) in frame_arrays(
-        store, videos, snippet_scores, end_inclusive, frame_span
-    ).items():
-        metric.update(torch.from_numpy(frames), torch.from_numpy(labels), videos[video_id].label)
+    for video_id, (scores, labels) in frames.items():
+        metric.update(torch.from_numpy(scores), torch.from_numpy(labels), videos[video_id].label)
     return metric.compute()
 
 

@@ -25,7 +25,7 @@ from vadmil.data.store import FeatureStore
 from vadmil.lit import MILModule
 from vadmil.metrics import VideoAUC
 from vadmil.oracle import OracleTest
-from vadmil.predict import evaluate_module, frame_arrays, predict_snippet_scores
+from vadmil.predict import evaluate_module, predict_snippet_scores
 
 log = logging.getLogger("vadmil.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
@@ -83,11 +83,11 @@ def validation_auc(module: MILModule, dm: MILDataModule) -> float:
     return float(metric.compute())
 
 
-def save_predictions(path: Path, dm: MILDataModule, scores: dict[str, np.ndarray], protocol) -> None:
+def save_predictions(path: Path, scores: dict[str, np.ndarray], frames: dict) -> None:
     """``predictions.npz`` (compressed), per test video id: ``snippet_scores/<id>`` float32 [T] (crop-averaged),
     ``frame_scores/<id>`` float32 [F] and ``frame_labels/<id>`` uint8 [F] — exactly the frames the test metrics
-    were computed on, so `vadmil report` draws curves without the store or the annotations."""
-    frames = frame_arrays(dm.store, dm.test_videos, scores, protocol.end_inclusive, protocol.frame_span)
+    were computed on (``frames``: see :func:`~vadmil.predict.frame_arrays`), so `vadmil report` draws curves
+    without the store or the annotations."""
     arrays = {f"snippet_scores/{k}": v for k, v in scores.items()}
     for video_id, (frame_score, frame_label) in frames.items():
         arrays[f"frame_scores/{video_id}"], arrays[f"frame_labels/{video_id}"] = frame_score, frame_label
@@ -149,11 +149,11 @@ def train(cfg: DictConfig) -> dict:
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
     module.load_state_dict(best["state_dict"])
     start = time.perf_counter()
-    test, scores = evaluate_module(module, dm.store, dm.test_videos, dm.test_dataloader(), cfg.eval)
+    test, scores, frames = evaluate_module(module, dm.store, dm.test_videos, dm.test_dataloader(), cfg.eval)
     test_seconds = time.perf_counter() - start
-    save_predictions(run_dir / "predictions.npz", dm, scores, cfg.eval)
+    save_predictions(run_dir / "predictions.npz", scores, frames)
     if oracle:  # the validation-selected checkpoint is one of the oracle's candidates
-        oracle.consider(module, int(best["epoch"]), int(best["global_step"]), scores)
+        oracle.consider_selected(int(best["epoch"]), int(best["global_step"]), scores, test)
     metrics = {
         "status": "complete",
         "dataset": cfg.dataset.name,
