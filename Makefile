@@ -26,15 +26,8 @@ test-slow: install ## only the tests marked slow
 test-all: install ## every test
 	$(PYTEST) -q -m ''
 
-# Every head that has a config (conf/model/*.yaml), comma-separated; one sweep dir per `make demo`.
-HEADS    = $(shell ls conf/model/*.yaml | sed 's|.*/||; s|\.yaml$$||' | paste -sd, -)
-DEMO_DIR := runs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
-
-demo: install ## every head x 2 seeds on the embedded synthetic data (parallel sweep), then the leaderboard
-	$(VENV)/bin/vadmil synthesize
-	$(VENV)/bin/vadmil train -m sweep=demo model=$(HEADS) hydra.sweep.dir=$(DEMO_DIR)
-	$(VENV)/bin/vadmil report runs=$(DEMO_DIR) output=$(DEMO_DIR)/report
-	@echo "leaderboard: $(DEMO_DIR)/report/leaderboard.md and $(DEMO_DIR)/report/leaderboard.html"
+demo: install ## the whole pipeline on generated videos: extract, sweep every head x 2 seeds, report, score
+	$(VENV)/bin/vadmil demo
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check vadmil tests bench

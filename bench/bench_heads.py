@@ -63,14 +63,12 @@ def _sync(device: str) -> None:
 
 
 def bench_one(model: str, store: Path, device: str, precision: str, steps: int, eval_fraction: float) -> dict:
-    from vadmil.data.datamodule import MILDataModule
-    from vadmil.train import build_module, load_annotations
+    from vadmil.train import build_module, load_annotations, make_datamodule
 
     torch.manual_seed(0)
     cfg = _config(model, store)
     train_videos, test_videos = load_annotations(cfg.dataset)
-    data = {**cfg.data, "num_workers": 0}
-    dm = MILDataModule(store=str(store), train=train_videos, test=test_videos, feature_dim=None, **data)
+    dm = make_datamodule(cfg, train_videos, test_videos, num_workers=0)
     dm.setup("fit")
     module = build_module(cfg, dm.feature_dim).to(device)
     optimizer = module.configure_optimizers()

@@ -24,6 +24,11 @@ COMMANDS = {
         "vadmil.report.app",
         "leaderboard (CSV, Markdown, HTML with plots) of run dirs: vadmil report runs=<dir> output=<dir>",
     ),
+    "score": (
+        "vadmil.score.app",
+        "a video -> per-frame scores (CSV, JSON, plot): vadmil score video=<file> checkpoint=<run dir>",
+    ),
+    "demo": ("vadmil.demo.app", "the whole pipeline on generated videos: extract, sweep, report, score"),
     "synthesize": ("vadmil.synthesize", "write the embedded synthetic store + manifest: vadmil synthesize"),
     "gt-check": ("vadmil.gtcheck", "compare rebuilt ground truth with a released gt-*.npy vector"),
 }

@@ -12,6 +12,7 @@ from vadmil.heads.output import HeadOutput
 from vadmil.losses.common import bag_max
 from vadmil.losses.objective import Objective
 from vadmil.metrics import VideoAUC
+from vadmil.standardise import FeatureStandardiser
 
 # Ties in validation AUC (common on small validation splits) go to the later checkpoint: this bonus is far below
 # the smallest possible AUC difference (1 / (n_normal * n_abnormal)) of any realistic validation split.
@@ -31,6 +32,7 @@ class MILModule(pl.LightningModule):
         scheduler: optional ``optimizer -> LRScheduler``, stepped every training step.
         decay_biases: when False, biases and normalisation parameters get no weight decay (Keras-style L2
             penalties on weights only).
+        standardiser: optional input standardisation (statistics set from the training split before fitting).
     """
 
     def __init__(
@@ -40,15 +42,18 @@ class MILModule(pl.LightningModule):
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
         decay_biases: bool = True,
+        standardiser: FeatureStandardiser | None = None,
     ):
         super().__init__()
-        self.head, self.objective = head, objective
+        self.head, self.objective, self.standardiser = head, objective, standardiser
         self.optimizer_factory, self.scheduler_factory, self.decay_biases = optimizer, scheduler, decay_biases
         self.val_auc = VideoAUC()
         self.run_info: dict = {}  # resolved config and store recipe, saved into every checkpoint
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
         b, c, t, d = x.shape
+        if self.standardiser is not None:
+            x = self.standardiser(x, mask)
         out = self.head(x.reshape(b * c, t, d), mask.repeat_interleave(c, dim=0))
         return out.fold(b, c)
 

@@ -22,10 +22,12 @@ from vadmil import __version__
 from vadmil.apps import config_dir, guarded, write_json
 from vadmil.data.datamodule import MILDataModule
 from vadmil.data.store import FeatureStore
+from vadmil.errors import VadmilError
 from vadmil.lit import MILModule
 from vadmil.metrics import VideoAUC
 from vadmil.oracle import OracleTest
 from vadmil.predict import evaluate_module, predict_snippet_scores
+from vadmil.standardise import FeatureStandardiser
 
 log = logging.getLogger("vadmil.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
@@ -55,8 +57,16 @@ def load_annotations(dataset: DictConfig) -> tuple[dict, dict]:
     return instantiate(dataset.annotations.train), instantiate(dataset.annotations.test)
 
 
+def make_datamodule(cfg: DictConfig, train_videos: dict, test_videos: dict, **overrides) -> MILDataModule:
+    """The data module of ``cfg.data`` on ``cfg.dataset.store`` (``standardise`` belongs to the model)."""
+    data = {k: v for k, v in cfg.data.items() if k != "standardise"}
+    return MILDataModule(store=cfg.dataset.store, train=train_videos, test=test_videos,
+                         feature_dim=cfg.dataset.feature_dim, **{**data, **overrides})  # fmt: skip
+
+
 def build_module(cfg: DictConfig, in_dim: int) -> MILModule:
-    """The head (sized from the store), objective and optimiser of ``cfg.model``."""
+    """The head (sized from the store), objective and optimiser of ``cfg.model``; with ``data.standardise`` an
+    input standardiser whose statistics are set before fitting or loaded from a checkpoint."""
     head = instantiate(cfg.model.head, in_dim=in_dim)
     return MILModule(
         head=head,
@@ -64,12 +74,19 @@ def build_module(cfg: DictConfig, in_dim: int) -> MILModule:
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         decay_biases=cfg.model.get("decay_biases", True),
+        standardiser=FeatureStandardiser(in_dim) if cfg.data.get("standardise", False) else None,
     )
 
 
 def store_summary(store: FeatureStore) -> dict:
-    """What a run records about its features: path, backbone and the full recipe."""
-    return {"store": str(store.path), **store.recipe(), "mean_norm": store.mean_norm()}
+    """What a run records about its features: path, the recipe, and the producing config (which `vadmil score`
+    re-runs on new videos)."""
+    return {
+        "store": str(store.path),
+        **store.recipe(),
+        "mean_norm": store.mean_norm(),
+        "extraction_config": store.attrs.get("extraction_config", ""),
+    }
 
 
 def validation_auc(module: MILModule, dm: MILDataModule) -> float:
@@ -109,14 +126,10 @@ def train(cfg: DictConfig) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml")
     pl.seed_everything(cfg.seed, workers=True)
     train_videos, test_videos = load_annotations(cfg.dataset)
-    dm = MILDataModule(
-        store=cfg.dataset.store,
-        train=train_videos,
-        test=test_videos,
-        feature_dim=cfg.dataset.feature_dim,
-        **cfg.data,
-    )
+    dm = make_datamodule(cfg, train_videos, test_videos)
     module = build_module(cfg, dm.feature_dim)
+    if module.standardiser is not None:
+        module.standardiser.set_statistics(*dm.feature_statistics())
     features = store_summary(dm.store)
     module.run_info = {
         "config": OmegaConf.to_container(cfg),
@@ -146,6 +159,12 @@ def train(cfg: DictConfig) -> dict:
         trainer.fit(module, datamodule=dm)
         fit_seconds = time.perf_counter() - start - (oracle.seconds if oracle else 0.0)
 
+    if not checkpoint.best_model_path:
+        raise VadmilError(
+            f"training stopped after {trainer.global_step} steps, before its first validation (an epoch is "
+            f"{trainer.num_training_batches} batches), so no checkpoint was selected; raise trainer.max_steps or "
+            "lower data.batches_per_epoch"
+        )
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
     module.load_state_dict(best["state_dict"])
     start = time.perf_counter()

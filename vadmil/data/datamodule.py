@@ -20,6 +20,7 @@ from vadmil.data.annotations import VideoLabel
 from vadmil.data.bags import eval_features, pad_videos, pool_segments
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
+from vadmil.standardise import feature_statistics
 
 log = logging.getLogger(__name__)
 CROP_MODES = ("stack", "independent")
@@ -289,6 +290,11 @@ class MILDataModule(pl.LightningDataModule):
                 self.store, self.train_videos, self.train_ids, self.n_segments, self.short_videos,
                 self.normalise, self.crops, self.cache,
             )  # fmt: skip
+
+    def feature_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and std [D] of the training split's snippets (validation videos excluded), as the
+        model sees them (after ``normalise``); see :mod:`vadmil.standardise`."""
+        return feature_statistics(eval_features(self.store.read(v), self.normalise) for v in self.train_ids)
 
     def _loader(self, dataset, **kw) -> DataLoader:
         return DataLoader(

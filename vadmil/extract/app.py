@@ -6,76 +6,38 @@ import logging
 from pathlib import Path
 
 import hydra
-import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from vadmil.apps import config_dir, guarded
 from vadmil.data.annotations import normalise_video_id
-from vadmil.data.geometry import SnippetGeometry
-from vadmil.data.store import FeatureStore, make_recipe, recipe_differences
+from vadmil.data.store import FeatureStore, recipe_differences
 from vadmil.errors import VadmilError
 from vadmil.extract.pipeline import (
     BackboneRunner,
-    SnippetStream,
     failures_path,
     list_videos,
     record_failures,
     run_extraction,
     shard_of,
 )  # fmt: skip
-from vadmil.extract.transforms import CROP_ORDERS, SnippetTransform
+from vadmil.extract.recipe import build_extractor
 
 log = logging.getLogger("vadmil.extract")
-CROP_MODES = {1: "center", 5: "five", 10: "ten"}
 
 
 def extract(cfg: DictConfig) -> dict:
     """Run one extraction (one shard) described by ``cfg``; returns counts and failures."""
-    if cfg.crops not in CROP_MODES:
-        raise VadmilError(f"crops must be 1, 5 or 10, got {cfg.crops}")
     videos = shard_of(list_videos(to_absolute_path(cfg.input)), cfg.shard, cfg.num_shards)
     output = Path(to_absolute_path(cfg.output))
-    torch.manual_seed(cfg.seed)  # random-init backbones are reproducible: resumed and sharded runs match
-    try:
-        backbone = instantiate(cfg.backbone)
-    except InstantiationException as err:  # surface the backbone's own message (missing weights, bad file)
-        if isinstance(err.__cause__, VadmilError):
-            raise err.__cause__ from None
-        raise
-    mode = CROP_MODES[cfg.crops]
-    crop_size = cfg.crop_size or backbone.crop_size
-    short_side = cfg.short_side or crop_size
-    transform = SnippetTransform(short_side=short_side, crop_size=crop_size, crops=mode, mean=backbone.mean,
-                                 std=backbone.std, resize=cfg.resize)  # fmt: skip
-    geometry = SnippetGeometry(cfg.snippet_len, cfg.snippet_stride, cfg.tail_policy)
-    resize = f"resize to {list(cfg.resize)}" if cfg.resize else f"short side {short_side}"
-    if cfg.decoder.resize:
-        where = (
-            "in the decoder"
-            if cfg.decoder.resize == "auto"
-            else f"decoded at {list(cfg.decoder.resize)}, then"
-        )
-        resize = f"{where} {resize}"
-    recipe = make_recipe(
-        backbone=backbone.name, feature_dim=backbone.feature_dim, n_crops=cfg.crops, crop_order=CROP_ORDERS[mode],
-        geometry=geometry, frame_size=f"{resize}, {mode} {crop_size} crops, fps {cfg.decoder.target_fps or 'native'}, {cfg.decoder.backend}",
-        normalisation=f"[0,1] pixels, mean {list(backbone.mean)}, std {list(backbone.std)}",
-        weights_sha256=backbone.weights_sha256, feature_dtype=cfg.feature_dtype,
-        extraction_config=OmegaConf.to_yaml(cfg),
-    )  # fmt: skip
-    if backbone.weights_sha256 == "random-init":
-        log.warning("extracting with a RANDOMLY INITIALISED %s (backbone.random_init=true): recorded in the store",
-                    backbone.name)  # fmt: skip
-    with FeatureStore.create(output, recipe) as store:
+    extractor = build_extractor(cfg)
+    with FeatureStore.create(output, extractor.recipe) as store:
         todo = [v for v in videos if normalise_video_id(v.name) not in store]
         log.info("%d videos (shard %d/%d): %d to extract, %d already in %s", len(videos), cfg.shard,
                  cfg.num_shards, len(todo), len(videos) - len(todo), output)  # fmt: skip
-        stream = SnippetStream(todo, geometry, transform, cfg.decoder.backend, cfg.decoder.target_fps,
-                               cfg.batch_snippets, cfg.decoder.resize)  # fmt: skip
-        runner = BackboneRunner(backbone, cfg.device, cfg.precision)
+        stream = extractor.stream(todo, cfg.batch_snippets)
+        runner = BackboneRunner(extractor.backbone, cfg.device, cfg.precision)
         result = run_extraction(store, stream, runner, cfg.num_workers, cfg.progress)
         record_failures(output, result["failed"], store)
         result.update(skipped=len(videos) - len(todo), total=len(store), output=str(output))

@@ -1,0 +1,1 @@
+"""`vadmil demo`: generated street-scene videos through extract, sweep, report and score."""

@@ -1,0 +1,84 @@
+"""An extraction config → the backbone, transform, snippet geometry and the recipe a store records.
+
+`vadmil extract` and `vadmil score` both build their extractor here, so a video scored later goes through exactly
+the steps its training store's videos went through, and the recipes of the two can be compared field by field.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vadmil.data.geometry import SnippetGeometry
+from vadmil.data.store import make_recipe
+from vadmil.errors import VadmilError
+from vadmil.extract.pipeline import SnippetStream
+from vadmil.extract.transforms import CROP_ORDERS, SnippetTransform
+
+log = logging.getLogger("vadmil.extract")
+CROP_MODES = {1: "center", 5: "five", 10: "ten"}
+
+
+@dataclass
+class Extractor:
+    """What turns a video into features [T, C, D]: the frozen backbone, the snippet transform and geometry, the
+    decoder options, and the recipe (store root attributes) describing all of them."""
+
+    backbone: torch.nn.Module
+    transform: SnippetTransform
+    geometry: SnippetGeometry
+    decoder: DictConfig
+    recipe: dict
+
+    def stream(self, videos, batch_snippets: int) -> SnippetStream:
+        d = self.decoder
+        return SnippetStream(
+            videos, self.geometry, self.transform, d.backend, d.target_fps, batch_snippets, d.resize
+        )
+
+
+def instantiate_backbone(node: DictConfig) -> torch.nn.Module:
+    try:
+        return instantiate(node)
+    except InstantiationException as err:  # surface the backbone's own message (missing weights, bad file)
+        if isinstance(err.__cause__, VadmilError):
+            raise err.__cause__ from None
+        raise
+
+
+def build_extractor(cfg: DictConfig) -> Extractor:
+    """The extractor of an extraction config (``conf/extract.yaml``'s keys)."""
+    if cfg.crops not in CROP_MODES:
+        raise VadmilError(f"crops must be 1, 5 or 10, got {cfg.crops}")
+    torch.manual_seed(cfg.seed)  # random-init backbones are reproducible: resumed and sharded runs match
+    backbone = instantiate_backbone(cfg.backbone)
+    mode = CROP_MODES[cfg.crops]
+    crop_size = cfg.crop_size or backbone.crop_size
+    short_side = cfg.short_side or crop_size
+    transform = SnippetTransform(short_side=short_side, crop_size=crop_size, crops=mode, mean=backbone.mean,
+                                 std=backbone.std, resize=cfg.resize)  # fmt: skip
+    geometry = SnippetGeometry(cfg.snippet_len, cfg.snippet_stride, cfg.tail_policy)
+    resize = f"resize to {list(cfg.resize)}" if cfg.resize else f"short side {short_side}"
+    if cfg.decoder.resize:
+        where = (
+            "in the decoder"
+            if cfg.decoder.resize == "auto"
+            else f"decoded at {list(cfg.decoder.resize)}, then"
+        )
+        resize = f"{where} {resize}"
+    recipe = make_recipe(
+        backbone=backbone.name, feature_dim=backbone.feature_dim, n_crops=cfg.crops, crop_order=CROP_ORDERS[mode],
+        geometry=geometry, frame_size=f"{resize}, {mode} {crop_size} crops, fps {cfg.decoder.target_fps or 'native'}, {cfg.decoder.backend}",
+        normalisation=f"[0,1] pixels, mean {list(backbone.mean)}, std {list(backbone.std)}",
+        weights_sha256=backbone.weights_sha256, feature_dtype=cfg.feature_dtype,
+        extraction_config=OmegaConf.to_yaml(cfg),
+    )  # fmt: skip
+    if backbone.weights_sha256 == "random-init":
+        log.warning("extracting with a RANDOMLY INITIALISED %s (backbone.random_init=true): recorded in the store",
+                    backbone.name)  # fmt: skip
+    return Extractor(backbone, transform, geometry, cfg.decoder, recipe)

@@ -1,0 +1,1 @@
+"""`vadmil score`: new videos → per-frame anomaly scores, offline or streaming."""
