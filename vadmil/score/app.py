@@ -9,7 +9,6 @@ files follow. Per video: ``<id>.csv``, ``<id>.json``, ``<id>.png`` in ``output``
 from __future__ import annotations
 
 import csv
-import logging
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,6 @@ from vadmil.score.model import ScoringModel, load_scoring_model
 from vadmil.score.outputs import alerts, write_csv, write_json, write_plot
 from vadmil.score.windows import StreamingScorer, windowed_scores
 
-log = logging.getLogger("vadmil.score")
 STREAM_WINDOW = 32  # default window of a streaming score (the training bags' 32 segments)
 
 
@@ -89,7 +87,10 @@ class Scorer:
             snippet_scores = self._offline(meta)
         frames = self.extractor.geometry.expand(torch.from_numpy(snippet_scores), meta.n_frames).numpy()
         seconds = time.perf_counter() - start
-        labels = frame_labels(truth, len(frames)) if truth is not None else None
+        end_inclusive = bool(
+            self.model.config.get("eval", {}).get("end_inclusive", True)
+        )  # the run's protocol
+        labels = frame_labels(truth, len(frames), end_inclusive=end_inclusive) if truth is not None else None
         m = self.model
         summary = {
             "video": str(path), "video_id": video_id, "checkpoint": str(m.checkpoint), "head": m.head,
@@ -138,7 +139,7 @@ def score(cfg: DictConfig) -> tuple[list[dict], dict[str, str]]:
     overrides = OmegaConf.to_container(cfg.extract) or {}
     if cfg.weights:
         overrides.setdefault("backbone", {})["weights"] = to_absolute_path(cfg.weights)
-    extractor, _ = scoring_extractor(model.recipe, str(model.recipe.get("store")), overrides)
+    extractor = scoring_extractor(model.recipe, str(model.recipe.get("store")), overrides)
     runner = BackboneRunner(extractor.backbone, cfg.device, cfg.precision)
     videos = list_videos(to_absolute_path(cfg.video))
     truth = ground_truth(cfg, videos)

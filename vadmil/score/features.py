@@ -9,7 +9,6 @@ names the field — features made another way would be scored by a head that nev
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,19 +23,6 @@ from vadmil.errors import VadmilError
 from vadmil.extract.decode import open_video
 from vadmil.extract.pipeline import BackboneRunner, SnippetBatch
 from vadmil.extract.recipe import Extractor, build_extractor
-
-log = logging.getLogger("vadmil.score")
-# Settings that change how fast features are made, never what they are: not part of the comparison.
-RUNTIME_KEYS = (
-    "device",
-    "batch_snippets",
-    "num_workers",
-    "progress",
-    "input",
-    "output",
-    "shard",
-    "num_shards",
-)
 
 
 @dataclass
@@ -62,7 +48,7 @@ def recorded_extraction(recipe: dict, store: str) -> DictConfig:
     return cfg
 
 
-def scoring_extractor(recipe: dict, store: str, overrides: dict) -> tuple[Extractor, DictConfig]:
+def scoring_extractor(recipe: dict, store: str, overrides: dict) -> Extractor:
     """The extractor for new videos: the recorded config plus ``overrides`` (e.g. ``{"backbone": {"weights":
     "/new/place/w.pyth"}, "device": "cuda"}``), checked against the recorded recipe."""
     cfg = recorded_extraction(recipe, store)
@@ -81,7 +67,7 @@ def scoring_extractor(recipe: dict, store: str, overrides: dict) -> tuple[Extrac
             + "; ".join(f"{d} (trained != now)" for d in diffs)
             + "; drop the override(s) or retrain on features made this way"
         )
-    return extractor, cfg
+    return extractor
 
 
 def as_stored(features: np.ndarray, recipe: dict) -> np.ndarray:
