@@ -49,7 +49,7 @@ def _rss_mb() -> float:
 def _config(model: str, store: Path):
     from hydra import compose, initialize_config_dir
 
-    from vadmil.apps import config_dir
+    from vadmil.commands.base import config_dir
 
     with initialize_config_dir(config_dir(), version_base="1.3"):
         return compose("train", [f"experiment={EXPERIMENTS[model]}", f"model={model}", "dataset=manifest",
@@ -63,7 +63,7 @@ def _sync(device: str) -> None:
 
 
 def bench_one(model: str, store: Path, device: str, precision: str, steps: int, eval_fraction: float) -> dict:
-    from vadmil.train import build_module, load_annotations, make_datamodule
+    from vadmil.training.train import build_module, load_annotations, make_datamodule
 
     torch.manual_seed(0)
     cfg = _config(model, store)
@@ -140,7 +140,7 @@ def bench_scoring(
 
 def frame_metrics_seconds() -> float:
     """The five frame metrics over UCF-Crime's test frame count, 290 videos (half abnormal)."""
-    from vadmil.metrics import FrameAnomalyMetrics
+    from vadmil.evaluation.metrics import FrameAnomalyMetrics
 
     rng = np.random.default_rng(0)
     per_video = UCF_TEST_FRAMES // UCF_TEST_VIDEOS
@@ -168,7 +168,7 @@ def main() -> None:
     steps = args.steps or (20 if gpu else 3)
     fraction = args.eval_fraction or (1.0 if gpu else 0.05)
     if args.one:
-        from vadmil.apps import flush_denormals
+        from vadmil.commands.base import flush_denormals
 
         flush_denormals()  # as every vadmil command does
         torch.set_num_threads(os.cpu_count() or 1)

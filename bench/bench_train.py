@@ -18,12 +18,12 @@ import torch
 from vadmil.data.bags import pool_segments
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.store import FeatureStore, make_recipe
+from vadmil.evaluation.metrics import FrameAnomalyMetrics
 from vadmil.heads.fcn import FCNHead
-from vadmil.lit import MILModule
 from vadmil.losses.objective import Objective
 from vadmil.losses.ranking import MILRankingLoss
 from vadmil.losses.regularizers import SmoothnessLoss, SparsityLoss
-from vadmil.metrics import FrameAnomalyMetrics
+from vadmil.training.module import MILModule
 
 
 def timeit(fn, repeats: int, warmup: int = 2) -> float:

@@ -11,11 +11,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from vadmil.apps import config_dir
 from vadmil.backbones.base import RANDOM_INIT, FrozenBackbone
 from vadmil.backbones.c3d import C3D, SPORTS1M_MEAN, SPORTS1M_STD, C3DBackbone
 from vadmil.backbones.pytorchvideo import ARCHS, PyTorchVideoBackbone, build_hub_model
 from vadmil.backbones.weights import guess_backbone, load_weights, resolve_weights
+from vadmil.commands.base import config_dir
 from vadmil.errors import VadmilError
 
 CONF = Path(config_dir()) / "backbone"

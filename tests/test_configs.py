@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from vadmil.apps import config_dir
+from vadmil.commands.base import config_dir
 
 CONF = Path(config_dir())
 

@@ -17,10 +17,10 @@ from hydra import compose, initialize_config_dir
 
 from tests.conftest import run_vadmil
 from tests.test_cli import assert_user_error
-from vadmil.apps import config_dir
+from vadmil.commands.base import config_dir
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.extract.app import extract, merge
+from vadmil.extract.jobs import extract, merge
 
 VTEST = Path(__file__).resolve().parents[2] / "shared" / "videos" / "vtest.avi"
 SMALL = ["backbone=x3d_xs", "backbone.random_init=true", "crop_size=32", "short_side=32", "progress=false",

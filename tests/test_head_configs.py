@@ -9,9 +9,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from vadmil.apps import config_dir
-from vadmil.lit import MILModule
-from vadmil.train import build_module
+from vadmil.commands.base import config_dir
+from vadmil.training.module import MILModule
+from vadmil.training.train import build_module
 
 CONF = Path(config_dir())
 HEADS = sorted(p.stem for p in (CONF / "model" / "head").glob("*.yaml"))

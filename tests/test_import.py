@@ -9,11 +9,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import run_vadmil
-from vadmil.apps import config_dir
+from vadmil.commands.base import config_dir
 from vadmil.data.importers import TENCROP_ORDER, WU_ORDER
+from vadmil.data.importing import run_import
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.import_features import run_import
 
 
 def import_cfg(*overrides: str):

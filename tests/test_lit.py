@@ -15,10 +15,10 @@ from torch.utils.data import DataLoader
 
 from vadmil.heads.fcn import FCNHead
 from vadmil.heads.output import HeadOutput
-from vadmil.lit import MILModule
 from vadmil.losses.objective import Objective
 from vadmil.losses.ranking import MILRankingLoss
 from vadmil.losses.regularizers import SmoothnessLoss, SparsityLoss
+from vadmil.training.module import MILModule
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 B, C, T, D = 4, 2, 8, 16

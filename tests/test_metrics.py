@@ -1,4 +1,4 @@
-"""vadmil.metrics against scikit-learn on the conventions of METHODS.md §1."""
+"""vadmil.evaluation.metrics against scikit-learn on the conventions of METHODS.md §1."""
 
 import math
 import warnings
@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
 from vadmil.errors import VadmilError
-from vadmil.metrics import FrameAnomalyMetrics, VideoAUC
+from vadmil.evaluation.metrics import FrameAnomalyMetrics, VideoAUC
 
 TOL = 1e-6
 KEYS = ("frame_auc", "frame_ap_step", "frame_ap_trapz", "frame_auc_abnormal", "far")

@@ -37,7 +37,7 @@ def test_wheel_contains_every_module_and_config(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     found = subprocess.run(
-        [sys.executable, "-c", "import vadmil.apps as a; print(a.config_dir())"],
+        [sys.executable, "-c", "import vadmil.commands.base as a; print(a.config_dir())"],
         env={**os.environ, "PYTHONPATH": str(site)}, cwd=tmp_path, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert Path(found.stdout.strip()) == site / "vadmil" / "conf"

@@ -11,9 +11,9 @@ from vadmil.data.datamodule import FullVideos, collate_videos
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.store import FeatureStore, make_recipe
 from vadmil.errors import VadmilError
+from vadmil.evaluation.predict import evaluate_frames, frame_scores, predict_snippet_scores
 from vadmil.heads.fcn import FCNHead
-from vadmil.lit import MILModule
-from vadmil.predict import evaluate_frames, frame_scores, predict_snippet_scores
+from vadmil.training.module import MILModule
 
 D, C = 6, 2
 GEOMETRIES = [

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vadmil.standardise import FeatureStandardiser, feature_statistics
-from vadmil.train import make_datamodule
+from vadmil.training.standardise import FeatureStandardiser, feature_statistics
+from vadmil.training.train import make_datamodule
 
 
 def test_statistics_pool_every_snippet_and_crop():
@@ -54,7 +54,7 @@ def test_checkpoint_carries_the_statistics(tiny_data, tmp_path, standardise):
     import json
 
     from tests.conftest import run_vadmil
-    from vadmil.eval import evaluate_run
+    from vadmil.evaluation.evaluate import evaluate_run
 
     store, manifest = tiny_data
     r = run_vadmil("train", "dataset=manifest", f"dataset.store={store}", f"dataset.annotations.path={manifest}",

@@ -10,7 +10,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import TINY_OVERRIDES, TINY_SPEC, run_vadmil
-from vadmil.apps import config_dir
+from vadmil.commands.base import config_dir
 from vadmil.data.synthetic import ensure_synthetic
 from vadmil.report import write_report
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_OVERRIDES, run_vadmil
-from vadmil.apps import config_dir
+from vadmil.commands.base import config_dir
 
 CONF = Path(config_dir())
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))

@@ -6,31 +6,37 @@ import importlib
 import sys
 
 COMMANDS = {
-    "train": ("vadmil.train", "train one MIL head; -m sweeps (e.g. -m model=fcn seed=0,1,2)"),
-    "eval": ("vadmil.eval", "recompute a finished run's test metrics: vadmil eval run=<run dir>"),
+    "train": ("vadmil.training.train", "train one MIL head; -m sweeps (e.g. -m model=fcn seed=0,1,2)"),
+    "eval": (
+        "vadmil.evaluation.evaluate",
+        "recompute a finished run's test metrics: vadmil eval run=<run dir>",
+    ),
     "import": (
-        "vadmil.import_features",
+        "vadmil.data.importing",
         "convert public feature files into a store: vadmil import format=rtfm ...",
     ),
     "extract": (
-        "vadmil.extract.app",
+        "vadmil.extract.jobs",
         "raw videos -> feature store: vadmil extract input=<videos> output=<store.h5>",
     ),
     "extract-merge": (
-        "vadmil.extract.app:merge_main",
+        "vadmil.extract.jobs:merge_main",
         "join shard stores: vadmil extract-merge inputs=[a.h5,b.h5] output=c.h5",
     ),
     "report": (
-        "vadmil.report.app",
+        "vadmil.report.leaderboard",
         "leaderboard (CSV, Markdown, HTML with plots) of run dirs: vadmil report runs=<dir> output=<dir>",
     ),
     "score": (
-        "vadmil.score.app",
+        "vadmil.score.scorer",
         "a video -> per-frame scores (CSV, JSON, plot): vadmil score video=<file> checkpoint=<run dir>",
     ),
-    "demo": ("vadmil.demo.app", "the whole pipeline on generated videos: extract, sweep, report, score"),
-    "synthesize": ("vadmil.synthesize", "write the embedded synthetic store + manifest: vadmil synthesize"),
-    "gt-check": ("vadmil.gtcheck", "compare rebuilt ground truth with a released gt-*.npy vector"),
+    "demo": ("vadmil.demo.pipeline", "the whole pipeline on generated videos: extract, sweep, report, score"),
+    "synthesize": (
+        "vadmil.commands.synthesize",
+        "write the embedded synthetic store + manifest: vadmil synthesize",
+    ),
+    "gt-check": ("vadmil.data.gt_check", "compare rebuilt ground truth with a released gt-*.npy vector"),
 }
 
 USAGE = "usage: vadmil <command> [key=value ...] [--help] [--cfg job] [-m]\n\ncommands:\n" + "\n".join(

@@ -20,7 +20,7 @@ from vadmil.data.annotations import VideoLabel
 from vadmil.data.bags import eval_features, pad_videos, pool_segments
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.standardise import feature_statistics
+from vadmil.training.standardise import feature_statistics
 
 log = logging.getLogger(__name__)
 CROP_MODES = ("stack", "independent")
@@ -293,7 +293,7 @@ class MILDataModule(pl.LightningDataModule):
 
     def feature_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-dimension mean and std [D] of the training split's snippets (validation videos excluded), as the
-        model sees them (after ``normalise``); see :mod:`vadmil.standardise`."""
+        model sees them (after ``normalise``); see :mod:`vadmil.training.standardise`."""
         return feature_statistics(eval_features(self.store.read(v), self.normalise) for v in self.train_ids)
 
     def _loader(self, dataset, **kw) -> DataLoader:

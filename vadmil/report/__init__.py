@@ -5,6 +5,6 @@ mean ± std) → ``tables`` (CSV, Markdown) and ``curves`` / ``plots`` / ``figur
 command.
 """
 
-from vadmil.report.app import ReportOptions, write_report
+from vadmil.report.leaderboard import ReportOptions, write_report
 
 __all__ = ["ReportOptions", "write_report"]

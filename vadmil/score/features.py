@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from vadmil.data.store import recipe_differences
 from vadmil.errors import VadmilError
+from vadmil.extract.builder import Extractor, build_extractor
 from vadmil.extract.decode import open_video
 from vadmil.extract.pipeline import BackboneRunner, SnippetBatch
-from vadmil.extract.recipe import Extractor, build_extractor
 
 
 @dataclass

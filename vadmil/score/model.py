@@ -12,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from vadmil.data.bags import eval_features
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.lit import MILModule
-from vadmil.train import build_module
+from vadmil.training.module import MILModule
+from vadmil.training.train import build_module
 
 
 @dataclass

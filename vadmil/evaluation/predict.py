@@ -12,8 +12,8 @@ from vadmil.data.annotations import VideoLabel, frame_labels
 from vadmil.data.bags import segment_bounds
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.lit import MILModule
-from vadmil.metrics import FrameAnomalyMetrics
+from vadmil.evaluation.metrics import FrameAnomalyMetrics
+from vadmil.training.module import MILModule
 
 FRAME_SPANS = ("video", "snippets")
 

@@ -9,7 +9,7 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vadmil.apps import config_dir, guarded
+from vadmil.commands.base import config_dir, guarded
 from vadmil.errors import VadmilError
 from vadmil.report.aggregate import METRIC_TITLES, Column, build_sections
 from vadmil.report.figures import FigureOptions, colours, section_figures

@@ -6,7 +6,7 @@ import hydra
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
-from vadmil.apps import config_dir, guarded
+from vadmil.commands.base import config_dir, guarded
 from vadmil.data.store import FeatureStore
 
 

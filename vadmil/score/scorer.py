@@ -19,11 +19,11 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vadmil.apps import config_dir, guarded
+from vadmil.commands.base import config_dir, guarded
 from vadmil.data.annotations import VideoLabel, frame_labels, load_manifest, normalise_video_id
 from vadmil.errors import VadmilError
+from vadmil.extract.builder import Extractor
 from vadmil.extract.pipeline import BackboneRunner, list_videos
-from vadmil.extract.recipe import Extractor
 from vadmil.score.features import VideoMeta, probe, scoring_extractor, snippet_features
 from vadmil.score.model import ScoringModel, load_scoring_model
 from vadmil.score.outputs import alerts, write_csv, write_json, write_plot

@@ -19,17 +19,17 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from vadmil import __version__
-from vadmil.apps import config_dir, guarded, write_json
+from vadmil.commands.base import config_dir, guarded, write_json
 from vadmil.data.datamodule import MILDataModule
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.lit import MILModule
-from vadmil.metrics import VideoAUC
-from vadmil.oracle import OracleTest
-from vadmil.predict import evaluate_module, predict_snippet_scores
-from vadmil.standardise import FeatureStandardiser
+from vadmil.evaluation.metrics import VideoAUC
+from vadmil.evaluation.predict import evaluate_module, predict_snippet_scores
+from vadmil.training.module import MILModule
+from vadmil.training.oracle import OracleTest
+from vadmil.training.standardise import FeatureStandardiser
 
-log = logging.getLogger("vadmil.train")
+log = logging.getLogger("vadmil.training.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
 
 
@@ -103,7 +103,7 @@ def validation_auc(module: MILModule, dm: MILDataModule) -> float:
 def save_predictions(path: Path, scores: dict[str, np.ndarray], frames: dict) -> None:
     """``predictions.npz`` (compressed), per test video id: ``snippet_scores/<id>`` float32 [T] (crop-averaged),
     ``frame_scores/<id>`` float32 [F] and ``frame_labels/<id>`` uint8 [F] — exactly the frames the test metrics
-    were computed on (``frames``: see :func:`~vadmil.predict.frame_arrays`), so `vadmil report` draws curves
+    were computed on (``frames``: see :func:`~vadmil.evaluation.predict.frame_arrays`), so `vadmil report` draws curves
     without the store or the annotations."""
     arrays = {f"snippet_scores/{k}": v for k, v in scores.items()}
     for video_id, (frame_score, frame_label) in frames.items():
@@ -112,7 +112,7 @@ def save_predictions(path: Path, scores: dict[str, np.ndarray], frames: dict) ->
 
 
 def make_oracle(cfg: DictConfig, dm: MILDataModule) -> OracleTest | None:
-    """The best-on-test callback when ``oracle.every`` > 0 (see :mod:`vadmil.oracle`), else None."""
+    """The best-on-test callback when ``oracle.every`` > 0 (see :mod:`vadmil.training.oracle`), else None."""
     every = int(cfg.get("oracle", {}).get("every", 0) or 0)
     if every <= 0:
         return None

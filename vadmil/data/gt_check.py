@@ -15,7 +15,7 @@ import numpy as np
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
-from vadmil.apps import config_dir, guarded, write_json
+from vadmil.commands.base import config_dir, guarded, write_json
 from vadmil.data.annotations import VideoLabel, frame_labels, normalise_video_id
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError

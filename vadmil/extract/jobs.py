@@ -10,10 +10,11 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from vadmil.apps import config_dir, guarded
+from vadmil.commands.base import config_dir, guarded
 from vadmil.data.annotations import normalise_video_id
 from vadmil.data.store import FeatureStore, recipe_differences
 from vadmil.errors import VadmilError
+from vadmil.extract.builder import build_extractor
 from vadmil.extract.pipeline import (
     BackboneRunner,
     failures_path,
@@ -22,7 +23,6 @@ from vadmil.extract.pipeline import (
     run_extraction,
     shard_of,
 )  # fmt: skip
-from vadmil.extract.recipe import build_extractor
 
 log = logging.getLogger("vadmil.extract")
 

@@ -23,7 +23,7 @@ log = logging.getLogger("vadmil")
 def config_dir() -> str:
     """Absolute path of the Hydra config tree: ``conf/`` beside the package in a checkout (editable install),
     ``vadmil/conf`` inside an installed wheel."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # vadmil/
     for candidate in (package.parent / "conf", package / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
@@ -51,7 +51,7 @@ def write_json(path: Path, data: dict) -> None:
 def flush_denormals() -> None:
     """Treat subnormal floats as zero on CPU. Near-zero activations and optimiser states turn subnormal during
     training, and x86 arithmetic on them is many times slower: a DTED training run took 9x longer without this."""
-    import torch  # here, not at module level: apps is imported by light commands too
+    import torch  # here, not at module level: this module is imported by light commands too
 
     torch.set_flush_denormal(True)
 

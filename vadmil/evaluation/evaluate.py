@@ -9,12 +9,12 @@ import torch
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vadmil.apps import config_dir, guarded, write_json
+from vadmil.commands.base import config_dir, guarded, write_json
 from vadmil.data.datamodule import video_loader
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.predict import evaluate_module
-from vadmil.train import build_module
+from vadmil.evaluation.predict import evaluate_module
+from vadmil.training.train import build_module
 
 
 def evaluate_run(run_dir: str | Path, eval_overrides: dict | None = None) -> dict:

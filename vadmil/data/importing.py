@@ -17,7 +17,7 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from vadmil.apps import config_dir, guarded
+from vadmil.commands.base import config_dir, guarded
 from vadmil.data.annotations import normalise_video_id
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.importers import FeatureReader

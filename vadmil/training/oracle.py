@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from vadmil.data.annotations import VideoLabel
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.metrics import FRAME_RANKING_METRICS, frame_ranking_metric
-from vadmil.predict import evaluate_frames, frame_arrays, predict_snippet_scores
+from vadmil.evaluation.metrics import FRAME_RANKING_METRICS, frame_ranking_metric
+from vadmil.evaluation.predict import evaluate_frames, frame_arrays, predict_snippet_scores
 
 ORACLE_LABEL = "oracle: best-on-test checkpoint (leaks the test set; for parity with papers only)"
 

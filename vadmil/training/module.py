@@ -8,11 +8,11 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from vadmil.evaluation.metrics import VideoAUC
 from vadmil.heads.output import HeadOutput
 from vadmil.losses.common import bag_max
 from vadmil.losses.objective import Objective
-from vadmil.metrics import VideoAUC
-from vadmil.standardise import FeatureStandardiser
+from vadmil.training.standardise import FeatureStandardiser
 
 # Ties in validation AUC (common on small validation splits) go to the later checkpoint: this bonus is far below
 # the smallest possible AUC difference (1 / (n_normal * n_abnormal)) of any realistic validation split.

@@ -24,7 +24,7 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vadmil.apps import config_dir, guarded
+from vadmil.commands.base import config_dir, guarded
 from vadmil.demo.videos import DemoVideoSpec, generate_videos
 from vadmil.errors import VadmilError
 

@@ -1,0 +1,1 @@
+"""Test-time scoring and the metrics: snippet scores → frame scores → frame-level metrics."""
