@@ -1,4 +1,5 @@
-"""`vadmil <command> [key=value ...]`: one console script dispatching to the Hydra applications."""
+"""`vadmil <command> [key=value ...]`: one console script; each command is the ``main`` of
+``vadmil.commands.<module>`` (a thin Hydra application around library code)."""
 
 from __future__ import annotations
 
@@ -6,37 +7,37 @@ import importlib
 import sys
 
 COMMANDS = {
-    "train": ("vadmil.training.train", "train one MIL head; -m sweeps (e.g. -m model=fcn seed=0,1,2)"),
+    "train": ("vadmil.commands.train", "train one MIL head; -m sweeps (e.g. -m model=fcn seed=0,1,2)"),
     "eval": (
-        "vadmil.evaluation.evaluate",
+        "vadmil.commands.eval",
         "recompute a finished run's test metrics: vadmil eval run=<run dir>",
     ),
     "import": (
-        "vadmil.data.importing",
+        "vadmil.commands.import_features",
         "convert public feature files into a store: vadmil import format=rtfm ...",
     ),
     "extract": (
-        "vadmil.extract.jobs",
+        "vadmil.commands.extract",
         "raw videos -> feature store: vadmil extract input=<videos> output=<store.h5>",
     ),
     "extract-merge": (
-        "vadmil.extract.jobs:merge_main",
+        "vadmil.commands.extract_merge",
         "join shard stores: vadmil extract-merge inputs=[a.h5,b.h5] output=c.h5",
     ),
     "report": (
-        "vadmil.report.leaderboard",
+        "vadmil.commands.report",
         "leaderboard (CSV, Markdown, HTML with plots) of run dirs: vadmil report runs=<dir> output=<dir>",
     ),
     "score": (
-        "vadmil.score.scorer",
+        "vadmil.commands.score",
         "a video -> per-frame scores (CSV, JSON, plot): vadmil score video=<file> checkpoint=<run dir>",
     ),
-    "demo": ("vadmil.demo.pipeline", "the whole pipeline on generated videos: extract, sweep, report, score"),
+    "demo": ("vadmil.commands.demo", "the whole pipeline on generated videos: extract, sweep, report, score"),
     "synthesize": (
         "vadmil.commands.synthesize",
         "write the embedded synthetic store + manifest: vadmil synthesize",
     ),
-    "gt-check": ("vadmil.data.gt_check", "compare rebuilt ground truth with a released gt-*.npy vector"),
+    "gt-check": ("vadmil.commands.gt_check", "compare rebuilt ground truth with a released gt-*.npy vector"),
 }
 
 USAGE = "usage: vadmil <command> [key=value ...] [--help] [--cfg job] [-m]\n\ncommands:\n" + "\n".join(
@@ -53,9 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"vadmil: error: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
-    module_name, _, function = COMMANDS[command][0].partition(":")
     sys.argv = [f"vadmil-{command}", *rest]  # Hydra parses sys.argv
-    getattr(importlib.import_module(module_name), function or "main")()
+    importlib.import_module(COMMANDS[command][0]).main()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`vadmil gt-check`: compare vadmil's rebuilt frame ground truth with a released concatenated gt-*.npy vector.
+"""Ground-truth check (`vadmil gt-check`): compare vadmil's rebuilt frame ground truth with a released concatenated gt-*.npy vector.
 
 Released vectors (``gt-ucf.npy``, ``gt-sh.npy``; METHODS §7) hold 0/1 per frame over all test videos in list
 order, ``T x 16`` frames per video for one feature set's T. vadmil never trains or scores against them; this
@@ -7,15 +7,10 @@ command only checks them against the ground truth it rebuilds from the annotatio
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 import numpy as np
-from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig
 
-from vadmil.commands.base import config_dir, guarded, write_json
 from vadmil.data.annotations import VideoLabel, frame_labels, normalise_video_id
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
@@ -143,28 +138,3 @@ def report_lines(result: dict, worst: int = 10) -> list[str]:
             vid, span, rel = r["video_id"], r["span"], r["released_anomalous"]
             lines.append(f"  {vid:<32}{span:>8}{rel:>10}{reb:>16}{mis:>14}")
     return [*lines, verdict(result)]
-
-
-@hydra.main(config_path=config_dir(), config_name="gt_check", version_base="1.3")
-@guarded(record=False)
-def main(cfg: DictConfig) -> None:
-    released = load_released(to_absolute_path(cfg.gt))
-    order = load_order(to_absolute_path(cfg.list))
-    if cfg.dataset.get("prepare") is not None:
-        instantiate(cfg.dataset.prepare)
-    videos = instantiate(cfg.dataset.annotations.test)
-    with FeatureStore(to_absolute_path(cfg.dataset.store)) as store:
-        result = check_ground_truth(store, videos, order, released)
-    if cfg.output:
-        output = Path(to_absolute_path(cfg.output))
-        output.parent.mkdir(parents=True, exist_ok=True)
-        inputs = {"gt": str(cfg.gt), "list": str(cfg.list), "store": str(cfg.dataset.store)}
-        write_json(output, {**inputs, **result})
-        print(f"written: {output}")
-    print("\n".join(report_lines(result)))
-    s = result["summary"]
-    if cfg.strict and not s["exact"]:
-        lengths = f"released {s['released_frames']} frames, expected {s['expected_frames']}; "
-        reason = (lengths if s["length_difference"] else "") + verdict(result)
-        print(f"vadmil: error: gt-check failed (strict=true): {reason}", file=sys.stderr, flush=True)
-        sys.exit(1)

@@ -1,4 +1,4 @@
-"""`vadmil import`: convert public feature files (RTFM, Wu, Sultani, plain .npy) into a feature store.
+"""Import (`vadmil import`): convert public feature files (RTFM, Wu, Sultani, plain .npy) into a feature store.
 
 One video at a time (memory bounded by the largest video), resumable (videos already in the store are skipped;
 an interrupted import keeps every finished video), with a progress bar. A video whose files are bad is reported
@@ -12,12 +12,10 @@ import logging
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from vadmil.commands.base import config_dir, guarded
 from vadmil.data.annotations import normalise_video_id
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.importers import FeatureReader
@@ -99,19 +97,3 @@ def run_import(cfg: DictConfig) -> dict:
         total, mean_norm = len(store), store.mean_norm()
     return {"imported": done, "skipped": len(videos) - len(todo), "failed": failures, "total": total,
             "mean_norm": mean_norm, "output": str(output)}  # fmt: skip
-
-
-@hydra.main(config_path=config_dir(), config_name="import", version_base="1.3")
-@guarded(record=False)
-def main(cfg: DictConfig) -> None:
-    result = run_import(cfg)
-    print(
-        f"{result['output']}: {result['imported']} imported, {result['skipped']} already there, "
-        f"{len(result['failed'])} failed; {result['total']} videos in the store, mean feature L2 norm "
-        f"{result['mean_norm']:.3g} per snippet"
-    )
-    if result["failed"]:
-        ids = ", ".join(v for v, _ in result["failed"][:8])
-        raise VadmilError(
-            f"{len(result['failed'])} video(s) could not be imported ({ids}); see the messages above"
-        )

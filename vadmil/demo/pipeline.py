@@ -1,4 +1,4 @@
-"""`vadmil demo`: the whole pipeline on generated video files, each stage a real `vadmil` command.
+"""The demo pipeline (`vadmil demo`): the whole pipeline on generated video files, each stage a real `vadmil` command.
 
 1. write the street-scene videos and their manifest (:mod:`vadmil.demo.videos`);
 2. `vadmil extract` them with a small backbone (X3D-XS, randomly initialised: no download; the store says so);
@@ -20,11 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vadmil.commands.base import config_dir, guarded
+from vadmil.commands.base import config_dir
 from vadmil.demo.videos import DemoVideoSpec, generate_videos
 from vadmil.errors import VadmilError
 
@@ -129,9 +128,3 @@ def _print_summary(r, out, videos, manifest, report, scores, video_id, min_auc) 
   leaderboard         {report}/leaderboard.md  {report}/leaderboard.html
   scored video        {scores}/{video_id}.png  .csv  .json  (run {r["scored_with"]})
   log of every stage  {out}/demo.log""")
-
-
-@hydra.main(config_path=config_dir(), config_name="demo", version_base="1.3")
-@guarded(record=False)
-def main(cfg: DictConfig) -> None:
-    demo(cfg)

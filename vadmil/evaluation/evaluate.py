@@ -1,15 +1,13 @@
-"""`vadmil eval run=<run dir>`: recompute a finished run's test metrics from the run dir alone."""
+"""Recompute a finished run's test metrics from the run dir alone (the library side of `vadmil eval`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import torch
-from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from vadmil.commands.base import config_dir, guarded, write_json
 from vadmil.data.datamodule import video_loader
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
@@ -34,14 +32,3 @@ def evaluate_run(run_dir: str | Path, eval_overrides: dict | None = None) -> dic
     loader = video_loader(store, test_videos, list(test_videos), cfg.data.normalise, cfg.data.eval_batch_size)
     test, _, _ = evaluate_module(module, store, test_videos, loader, cfg.eval)
     return {"run": str(run_dir), "test": test, "eval_protocol": OmegaConf.to_container(cfg.eval)}
-
-
-@hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
-@guarded(record=False)
-def main(cfg: DictConfig) -> None:
-    run_dir = Path(to_absolute_path(cfg.run))
-    result = evaluate_run(run_dir, OmegaConf.to_container(cfg.eval))
-    write_json(run_dir / "eval.json", result)
-    for key, value in result["test"].items():
-        print(f"{key:>20}: {value:.6g}" if isinstance(value, float) else f"{key:>20}: {value}")
-    print(f"written: {run_dir / 'eval.json'}")

@@ -1,23 +1,21 @@
-"""`vadmil extract` and `vadmil extract-merge`: raw videos → feature store; shard stores → one store."""
+"""Extraction jobs behind `vadmil extract` and `vadmil extract-merge`: raw videos → feature store (one shard);
+shard stores → one store."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from vadmil.commands.base import config_dir, guarded
 from vadmil.data.annotations import normalise_video_id
 from vadmil.data.store import FeatureStore, recipe_differences
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import build_extractor
 from vadmil.extract.pipeline import (
     BackboneRunner,
-    failures_path,
     list_videos,
     record_failures,
     run_extraction,
@@ -68,24 +66,3 @@ def merge(inputs: list[str], output: str, progress: bool = False) -> int:
                                     source=info.get("source", ""), extra=extra)  # fmt: skip
             store.close()
     return added
-
-
-@hydra.main(config_path=config_dir(), config_name="extract", version_base="1.3")
-@guarded(record=False)
-def main(cfg: DictConfig) -> None:
-    result = extract(cfg)
-    rate = result["snippets"] / result["seconds"] if result["seconds"] else 0.0
-    print(f"{result['output']}: {result['extracted']} extracted, {result['skipped']} already there, "
-          f"{len(result['failed'])} failed; {result['total']} videos in the store; {result['snippets']} snippets "
-          f"in {result['seconds']:.1f} s ({rate:.1f} snippets/s)")  # fmt: skip
-    if result["failed"]:
-        raise VadmilError(
-            f"{len(result['failed'])} video(s) failed (reasons above and in {failures_path(Path(result['output']))})"
-        )
-
-
-@hydra.main(config_path=config_dir(), config_name="extract_merge", version_base="1.3")
-@guarded(record=False)
-def merge_main(cfg: DictConfig) -> None:
-    added = merge(list(cfg.inputs), cfg.output, progress=True)
-    print(f"{to_absolute_path(cfg.output)}: {added} videos added from {len(cfg.inputs)} stores")

@@ -1,15 +1,10 @@
-"""`vadmil report runs=<dir or [dirs]> output=<dir>`: collect run dirs, rank them, write the leaderboard files."""
+"""Collect run dirs, rank them, write the leaderboard files (the library side of `vadmil report`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
-from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, ListConfig, OmegaConf
-
-from vadmil.commands.base import config_dir, guarded
 from vadmil.errors import VadmilError
 from vadmil.report.aggregate import METRIC_TITLES, Column, build_sections
 from vadmil.report.figures import FigureOptions, colours, section_figures
@@ -60,7 +55,7 @@ def write_report(roots: list[str | Path], output: str | Path, options: ReportOpt
     }
 
 
-def _summary(result: dict) -> str:
+def summary(result: dict) -> str:
     lines = []
     for section in result["sections"]:
         lines.append(f"{section.title}, by test {METRIC_TITLES.get(section.primary, section.primary)}:")
@@ -73,19 +68,3 @@ def _summary(result: dict) -> str:
     if result["incomplete"]:
         lines.append(f"{len(result['incomplete'])} run(s) did not finish (listed in the report)")
     return "\n".join(lines)
-
-
-@hydra.main(config_path=config_dir(), config_name="report", version_base="1.3")
-@guarded(record=False)
-def main(cfg: DictConfig) -> None:
-    runs = cfg.runs if isinstance(cfg.runs, ListConfig) else [cfg.runs]
-    roots = [Path(to_absolute_path(str(r))) for r in runs]
-    video_ids = OmegaConf.to_container(cfg.video_ids) if cfg.video_ids else []
-    options = ReportOptions(
-        FigureOptions(
-            cfg.curves, int(cfg.videos), [str(v) for v in video_ids], int(cfg.max_groups), int(cfg.max_points)
-        )
-    )
-    result = write_report(roots, Path(to_absolute_path(cfg.output)), options)
-    print(_summary(result))
-    print("written: " + ", ".join(str(p) for p in result["files"]), flush=True)

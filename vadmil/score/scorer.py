@@ -1,4 +1,5 @@
-"""`vadmil score video=<file or folder> checkpoint=<run dir or .ckpt>`: a video file → per-frame anomaly scores.
+"""Scoring videos with a trained run (`vadmil score video=<file or folder> checkpoint=<run dir or .ckpt>`): a
+video file → per-frame anomaly scores.
 
 Offline (default): decode and extract the whole video with the training store's recipe, run the head on the
 full sequence (or on windows, with ``window=``), expand to frames. ``stream=true``: decode progressively, score
@@ -13,13 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vadmil.commands.base import config_dir, guarded
 from vadmil.data.annotations import VideoLabel, frame_labels, load_manifest, normalise_video_id
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import Extractor
@@ -162,11 +161,3 @@ def score(cfg: DictConfig) -> tuple[list[dict], dict[str, str]]:
               + (f" (peak {peak:.3f})" if peak is not None else "")
               + f"\n  {output / summary['video_id']}.csv .json" + (" .png" if cfg.plot else ""), flush=True)  # fmt: skip
     return summaries, failures
-
-
-@hydra.main(config_path=config_dir(), config_name="score", version_base="1.3")
-@guarded(record=False)
-def main(cfg: DictConfig) -> None:
-    _, failures = score(cfg)
-    if failures:
-        raise VadmilError(f"{len(failures)} video(s) could not be scored (reasons above)")

@@ -1,14 +1,13 @@
-"""`vadmil train`: fit one head, select its checkpoint on validation, test it, write the run dir."""
+"""`train(cfg)`: fit one head, select its checkpoint on validation, test it, write the run dir (the library side
+of `vadmil train`; :mod:`vadmil.commands.train` is the command)."""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -19,7 +18,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from vadmil import __version__
-from vadmil.commands.base import config_dir, guarded, write_json
+from vadmil.commands.base import write_json
 from vadmil.data.datamodule import MILDataModule
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
@@ -120,8 +119,10 @@ def make_oracle(cfg: DictConfig, dm: MILDataModule) -> OracleTest | None:
     return OracleTest(dm.store, dm.test_videos, dm.test_dataloader(), cfg.eval, metric, every)
 
 
-def train(cfg: DictConfig) -> dict:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
+    """Train ``cfg`` (the composed ``conf/train.yaml``) into ``run_dir`` (default: Hydra's output dir); returns
+    what it writes to ``metrics.json``."""
+    run_dir = Path(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
     cfg = resolve_config(cfg)
     OmegaConf.save(cfg, run_dir / "config.yaml")
     pl.seed_everything(cfg.seed, workers=True)
@@ -217,19 +218,3 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         + f"run dir: {run_dir}",
         flush=True,
     )
-
-
-@guarded
-def _train_guarded(cfg: DictConfig) -> float:
-    return train(cfg)["validation"]["video_auc"]
-
-
-@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
-    """Train; return the validation video AUC — what a Hydra sweeper (Optuna) optimises, never a test metric.
-    A failed run returns None (in a multirun, after writing ``error.txt``): the Optuna sweeper records the trial
-    as failed and goes on. A non-finite AUC is returned as None too, since Optuna refuses NaN values."""
-    value = _train_guarded(cfg)
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)

@@ -1,0 +1,24 @@
+"""`vadmil eval run=<run dir>`: recompute a finished run's test metrics from the run dir alone; writes
+``<run>/eval.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from vadmil.commands.base import config_dir, guarded, write_json
+from vadmil.evaluation.evaluate import evaluate_run
+
+
+@hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
+@guarded(record=False)
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(to_absolute_path(cfg.run))
+    result = evaluate_run(run_dir, OmegaConf.to_container(cfg.eval))
+    write_json(run_dir / "eval.json", result)
+    for key, value in result["test"].items():
+        print(f"{key:>20}: {value:.6g}" if isinstance(value, float) else f"{key:>20}: {value}")
+    print(f"written: {run_dir / 'eval.json'}")
