@@ -19,7 +19,8 @@ import torch
 
 from vadmil.backbones.pytorchvideo import PyTorchVideoBackbone
 from vadmil.data.geometry import SnippetGeometry
-from vadmil.data.store import FeatureStore, make_recipe
+from vadmil.data.recipe import make_recipe
+from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 from vadmil.extract.decode import BACKENDS, open_video
 from vadmil.extract.pipeline import BackboneRunner, SnippetStream, run_extraction

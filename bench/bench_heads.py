@@ -63,14 +63,15 @@ def _sync(device: str) -> None:
 
 
 def bench_one(model: str, store: Path, device: str, precision: str, steps: int, eval_fraction: float) -> dict:
-    from vadmil.training.train import build_module, load_annotations, make_datamodule
+    from vadmil.training.module import MILModule
+    from vadmil.training.train import load_annotations, make_datamodule
 
     torch.manual_seed(0)
     cfg = _config(model, store)
     train_videos, test_videos = load_annotations(cfg.dataset)
     dm = make_datamodule(cfg, train_videos, test_videos, num_workers=0)
     dm.setup("fit")
-    module = build_module(cfg, dm.feature_dim).to(device)
+    module = MILModule.from_config(cfg, dm.feature_dim).to(device)
     optimizer = module.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     autocast = torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()

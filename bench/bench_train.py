@@ -17,7 +17,8 @@ import torch
 
 from vadmil.data.bags import pool_segments
 from vadmil.data.geometry import SnippetGeometry
-from vadmil.data.store import FeatureStore, make_recipe
+from vadmil.data.recipe import make_recipe
+from vadmil.data.store import FeatureStore
 from vadmil.evaluation.metrics import FrameAnomalyMetrics
 from vadmil.heads.fcn import FCNHead
 from vadmil.losses.objective import Objective

@@ -6,17 +6,14 @@ import numpy as np
 import pytest
 
 from vadmil.data.annotations import (
-    VideoLabel,
-    frame_labels,
     load_manifest,
     load_shanghaitech_masks,
     load_ucf_crime,
     load_ucf_crime_list,
     load_video_list,
     load_xd_violence,
-    normalise_video_id,
-    split_counts,
 )
+from vadmil.data.labels import VideoLabel, frame_labels, normalise_video_id, split_counts
 from vadmil.errors import VadmilError
 
 XD_NORMAL = "A.Beautiful.Mind.2001__#00-25-20_00-29-20_label_A"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from vadmil.data.annotations import VideoLabel
 from vadmil.data.datamodule import BalancedBatchSampler, MILDataModule, stratified_split
+from vadmil.data.labels import VideoLabel
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 

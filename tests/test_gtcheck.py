@@ -9,8 +9,9 @@ import pytest
 
 from tests.conftest import run_vadmil
 from tests.test_cli import assert_user_error
-from vadmil.data.annotations import frame_labels, load_manifest
+from vadmil.data.annotations import load_manifest
 from vadmil.data.gt_check import check_ground_truth, load_order, load_released, report_lines, verdict
+from vadmil.data.labels import frame_labels
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 

@@ -11,7 +11,6 @@ from omegaconf import OmegaConf
 
 from vadmil.commands.base import config_dir
 from vadmil.training.module import MILModule
-from vadmil.training.train import build_module
 
 CONF = Path(config_dir())
 HEADS = sorted(p.stem for p in (CONF / "model" / "head").glob("*.yaml"))
@@ -78,7 +77,7 @@ def test_input_size_comes_from_the_store_not_a_constant(head):
 def test_every_model_config_takes_a_training_step(model):
     cfg = _model_cfg(model)
     torch.manual_seed(0)
-    module = build_module(cfg, in_dim=D)
+    module = MILModule.from_config(cfg, in_dim=D)
     optimizer = module.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     b, c, t = 6, 2, 32

@@ -18,6 +18,7 @@ from vadmil.heads.output import HeadOutput
 from vadmil.losses.objective import Objective
 from vadmil.losses.ranking import MILRankingLoss
 from vadmil.losses.regularizers import SmoothnessLoss, SparsityLoss
+from vadmil.rundir import load_checkpoint
 from vadmil.training.module import MILModule
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -169,10 +170,11 @@ def test_validation_logs_video_auc_of_max_snippet_scores(fitted):
     assert float(trainer.callback_metrics["val/selection"]) == pytest.approx(expected, abs=1e-6)
 
 
-def test_checkpoint_stores_run_info_under_vadmil(fitted):
-    *_, module, _, _, ckpt = fitted
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-    assert saved["vadmil"] == module.run_info
+def test_checkpoint_stores_run_info_and_validation_auc_under_vadmil(fitted):
+    trainer, module, _, _, ckpt = fitted
+    saved = load_checkpoint(ckpt)  # weights_only: a vadmil checkpoint is plain data
+    auc = float(trainer.callback_metrics["val/video_auc"])
+    assert saved["vadmil"] == {**module.run_info, "val_video_auc": pytest.approx(auc, abs=1e-7)}
 
 
 def test_on_save_checkpoint_writes_run_info():
@@ -180,7 +182,8 @@ def test_on_save_checkpoint_writes_run_info():
     module.run_info = {"config": {"seed": 3}}
     checkpoint = {}
     module.on_save_checkpoint(checkpoint)
-    assert checkpoint["vadmil"] == {"config": {"seed": 3}}
+    assert checkpoint["vadmil"]["config"] == {"seed": 3}
+    assert math.isnan(checkpoint["vadmil"]["val_video_auc"])  # no validation yet
 
 
 # ---- optimiser -----------------------------------------------------------------------------------------------------

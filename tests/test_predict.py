@@ -6,10 +6,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from vadmil.data.annotations import VideoLabel
 from vadmil.data.datamodule import FullVideos, collate_videos
 from vadmil.data.geometry import SnippetGeometry
-from vadmil.data.store import FeatureStore, make_recipe
+from vadmil.data.labels import VideoLabel
+from vadmil.data.recipe import make_recipe
+from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 from vadmil.evaluation.predict import evaluate_frames, frame_scores, predict_snippet_scores
 from vadmil.heads.fcn import FCNHead

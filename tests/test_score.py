@@ -164,7 +164,7 @@ def test_bad_inputs_fail_with_one_line(trained, tmp_path):
     assert r.returncode != 0 and "snippet_len: 16 != 8" in r.stderr
     # a checkpoint without its config
     lone = tmp_path / "lone.ckpt"
-    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     ckpt.pop("vadmil")
     torch.save(ckpt, lone)
     r = _score(trained, f"video={video}", f"checkpoint={lone}", out=out)

@@ -55,6 +55,7 @@ def test_checkpoint_carries_the_statistics(tiny_data, tmp_path, standardise):
 
     from tests.conftest import run_vadmil
     from vadmil.evaluation.evaluate import evaluate_run
+    from vadmil.rundir import load_checkpoint
 
     store, manifest = tiny_data
     r = run_vadmil("train", "dataset=manifest", f"dataset.store={store}", f"dataset.annotations.path={manifest}",
@@ -62,7 +63,7 @@ def test_checkpoint_carries_the_statistics(tiny_data, tmp_path, standardise):
                    "data.batches_per_epoch=3", "oracle.every=0", "trainer.enable_progress_bar=false",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    ckpt = torch.load(tmp_path / "run/checkpoints/best.ckpt", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "run/checkpoints/best.ckpt")
     assert ("standardiser.mean" in ckpt["state_dict"]) == standardise
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
     again = evaluate_run(tmp_path / "run")

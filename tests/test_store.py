@@ -20,7 +20,8 @@ import pytest
 
 import vadmil.data.store as store_module
 from vadmil.data.geometry import SnippetGeometry
-from vadmil.data.store import FeatureStore, make_recipe
+from vadmil.data.recipe import make_recipe
+from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 
 D, C = 8, 2

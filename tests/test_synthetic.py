@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from vadmil.data.store import FeatureStore, make_recipe
+from vadmil.data.recipe import make_recipe
+from vadmil.data.store import FeatureStore
 from vadmil.data.synthetic import SyntheticSpec, ensure_synthetic, generate
 from vadmil.errors import VadmilError
 

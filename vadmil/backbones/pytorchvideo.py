@@ -27,7 +27,7 @@ from torch import nn
 
 from vadmil.backbones.base import RANDOM_INIT, RANDOM_INIT_SEED, FrozenBackbone, as_triple
 from vadmil.backbones.weights import load_weights, resolve_weights
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 
 HUB_MEAN = (0.45, 0.45, 0.45)  # PyTorchVideo Kinetics models: RGB in [0, 1]
 HUB_STD = (0.225, 0.225, 0.225)
@@ -117,10 +117,7 @@ class PyTorchVideoBackbone(FrozenBackbone):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise VadmilError(
-                f"unknown PyTorchVideo backbone arch {arch!r}; set backbone.arch to one of {', '.join(ARCHS)}"
-            )
+        check_choice("PyTorchVideo arch (backbone.arch)", arch, ARCHS)
         spec = ARCHS[arch]
         self.name = self.arch = arch
         self.feature_dim = spec.feature_dim

@@ -1,11 +1,9 @@
-"""Plumbing shared by the Hydra applications: where ``conf/`` is, one-line errors, run-dir files."""
+"""Plumbing shared by the command entry points: where ``conf/`` is, and the guard that turns errors into one line."""
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
 from vadmil.errors import VadmilError
+from vadmil.rundir import RunDir
 
 log = logging.getLogger("vadmil")
 
@@ -39,13 +38,6 @@ def one_line(err: BaseException) -> str:
     if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep the original message
         text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
     return " ".join(text.split())
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: readers see the old file or the complete new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 def flush_denormals() -> None:
@@ -91,6 +83,4 @@ def _multirun() -> bool:
 
 def _record_failure(message: str, record: bool) -> None:
     if record and HydraConfig.initialized():
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        if run_dir.is_dir():
-            (run_dir / "error.txt").write_text(message + "\n")
+        RunDir(HydraConfig.get().runtime.output_dir).record_error(message)

@@ -3,22 +3,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vadmil.commands.base import config_dir, guarded, write_json
+from vadmil.commands.base import config_dir, guarded
 from vadmil.evaluation.evaluate import evaluate_run
+from vadmil.rundir import RunDir, write_json
 
 
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
 @guarded(record=False)
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(to_absolute_path(cfg.run))
-    result = evaluate_run(run_dir, OmegaConf.to_container(cfg.eval))
-    write_json(run_dir / "eval.json", result)
+    run = RunDir(to_absolute_path(cfg.run))
+    result = evaluate_run(run.path, OmegaConf.to_container(cfg.eval))
+    write_json(run.eval, result)
     for key, value in result["test"].items():
         print(f"{key:>20}: {value:.6g}" if isinstance(value, float) else f"{key:>20}: {value}")
-    print(f"written: {run_dir / 'eval.json'}")
+    print(f"written: {run.eval}")

@@ -10,9 +10,10 @@ import hydra
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
-from vadmil.commands.base import config_dir, guarded, write_json
+from vadmil.commands.base import config_dir, guarded
 from vadmil.data.gt_check import check_ground_truth, load_order, load_released, report_lines, verdict
 from vadmil.data.store import FeatureStore
+from vadmil.rundir import write_json
 
 
 @hydra.main(config_path=config_dir(), config_name="gt_check", version_base="1.3")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 
 NORMALISATIONS = ("none", "segment_l2", "snippet_l2")
 SHORT_VIDEO_POLICIES = ("repeat", "mask")
@@ -36,12 +36,8 @@ def pool_segments(
     ``normalise``: ``segment_l2`` normalises each pooled segment (Sultani's code), ``snippet_l2`` each snippet
     before pooling (Sultani's paper), ``none`` leaves features as stored.
     """
-    if normalise not in NORMALISATIONS:
-        raise VadmilError(f"unknown normalise '{normalise}'; choose one of {', '.join(NORMALISATIONS)}")
-    if short_videos not in SHORT_VIDEO_POLICIES:
-        raise VadmilError(
-            f"unknown short_videos '{short_videos}'; choose one of {', '.join(SHORT_VIDEO_POLICIES)}"
-        )
+    check_choice("normalise", normalise, NORMALISATIONS)
+    check_choice("short_videos", short_videos, SHORT_VIDEO_POLICIES)
     n = x.shape[0]
     if n < 1:
         raise VadmilError("cannot pool a video with no snippets")
@@ -64,8 +60,7 @@ def pool_segments(
 
 def eval_features(x: np.ndarray, normalise: str = "none") -> np.ndarray:
     """Full-length evaluation features [T, C, D]; both L2 variants normalise each snippet (its own segment)."""
-    if normalise not in NORMALISATIONS:
-        raise VadmilError(f"unknown normalise '{normalise}'; choose one of {', '.join(NORMALISATIONS)}")
+    check_choice("normalise", normalise, NORMALISATIONS)
     return x if normalise == "none" else l2_normalise(x).astype(np.float32)
 
 

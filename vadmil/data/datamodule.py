@@ -16,10 +16,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from vadmil.data.annotations import VideoLabel
 from vadmil.data.bags import eval_features, pad_videos, pool_segments
+from vadmil.data.labels import VideoLabel
 from vadmil.data.store import FeatureStore
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 from vadmil.training.standardise import feature_statistics
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,7 @@ class TrainBags(Dataset):
     """
 
     def __init__(self, store, videos, ids, n_segments, short_videos, normalise, crops, cache):
-        if crops not in CROP_MODES:
-            raise VadmilError(f"unknown data.crops '{crops}'; choose one of {', '.join(CROP_MODES)}")
+        check_choice("data.crops", crops, CROP_MODES)
         self.store, self.ids, self.crops = store, list(ids), crops
         self.labels = [videos[v].label for v in self.ids]
         self.pool_args = (n_segments, short_videos, normalise)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 
 TAIL_POLICIES = ("drop", "pad_last", "loop")
 
@@ -33,10 +33,7 @@ class SnippetGeometry:
             raise VadmilError(
                 f"snippet length and stride must be positive, got length={self.length} stride={self.stride}"
             )
-        if self.tail_policy not in TAIL_POLICIES:
-            raise VadmilError(
-                f"unknown tail_policy '{self.tail_policy}'; choose one of {', '.join(TAIL_POLICIES)}"
-            )
+        check_choice("tail_policy", self.tail_policy, TAIL_POLICIES)
 
     def n_snippets(self, n_frames: int) -> int:
         """Number of snippets cut from a video of ``n_frames`` frames (e.g. 795 frames: 49 drop, 50 pad_last)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vadmil.data.annotations import VideoLabel, frame_labels, normalise_video_id
+from vadmil.data.labels import VideoLabel, frame_labels, normalise_video_id
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vadmil.data.annotations import normalise_video_id
+from vadmil.data.labels import normalise_video_id
 from vadmil.errors import VadmilError
 
 # torchvision TenCrop (RTFM family): four corners, centre, then the same five of the mirrored frame.

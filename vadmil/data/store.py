@@ -37,89 +37,15 @@ import numpy as np
 
 from vadmil import __version__
 from vadmil.data.geometry import SnippetGeometry
+from vadmil.data.recipe import plain_attr, recipe_differences, recipe_of
 from vadmil.errors import VadmilError
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 VIDEOS = "videos"
-# The recipe: root attributes every store carries. Two stores (or a store and a config) with different recipes
-# hold features that must not be mixed.
-RECIPE_KEYS = (
-    "backbone",
-    "feature_dim",
-    "n_crops",
-    "crop_order",
-    "snippet_len",
-    "snippet_stride",
-    "tail_policy",
-    "frame_size",
-    "normalisation",
-    "weights_sha256",
-    "feature_dtype",
-    "pooled",
-    "extra_streams",
-)
 EXTRA = "extra"  # group of a video's named extra streams (e.g. XD-Violence VGGish audio [T_a, 128])
 _CHUNK_BYTES = 64 * 2**20
-
-
-def _plain(value):
-    """h5py attribute value → plain Python (numpy scalars and bytes become int/float/str)."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def make_recipe(
-    *,
-    backbone: str,
-    feature_dim: int,
-    n_crops: int = 1,
-    crop_order: list[str] | None = None,
-    geometry: SnippetGeometry | None = None,
-    frame_size: str = "",
-    normalisation: str = "",
-    weights_sha256: str = "random-init",
-    feature_dtype: str = "float32",
-    pooled: bool = False,
-    extra_streams: Mapping[str, int] | None = None,
-    extraction_config: str = "",
-) -> dict:
-    """Root attributes for a new store; ``extraction_config`` is the full producing config as YAML;
-    ``extra_streams`` names the per-video side streams and their dims, e.g. ``{"vggish": 128}``."""
-    if feature_dtype not in ("float16", "float32"):
-        raise VadmilError(f"feature_dtype must be float16 or float32, got '{feature_dtype}'")
-    crop_order = list(crop_order) if crop_order else [f"crop{i}" for i in range(n_crops)]
-    if len(crop_order) != n_crops:
-        raise VadmilError(f"crop_order names {len(crop_order)} crops but n_crops is {n_crops}")
-    return {
-        "backbone": backbone,
-        "feature_dim": int(feature_dim),
-        "n_crops": int(n_crops),
-        "crop_order": json.dumps(crop_order),
-        **(geometry or SnippetGeometry()).to_attrs(),
-        "frame_size": frame_size,
-        "normalisation": normalisation,
-        "weights_sha256": weights_sha256,
-        "feature_dtype": feature_dtype,
-        "pooled": bool(pooled),
-        "extra_streams": json.dumps(dict(sorted((extra_streams or {}).items()))),
-        "extraction_config": extraction_config,
-    }
-
-
-def recipe_differences(a: Mapping, b: Mapping) -> list[str]:
-    """'key: a != b' for every recipe key on which two recipes differ."""
-    return [
-        f"{k}: {_plain(a.get(k))!r} != {_plain(b.get(k))!r}"
-        for k in RECIPE_KEYS
-        if _plain(a.get(k)) != _plain(b.get(k))
-    ]
 
 
 def _fsync(path: Path) -> None:
@@ -165,7 +91,7 @@ class FeatureStore:
     # ---- opening -------------------------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike, recipe: Mapping) -> FeatureStore:
-        """Create a store with ``recipe`` (see :func:`make_recipe`), or reopen an existing one with the same recipe,
+        """Create a store with ``recipe`` (see :func:`~vadmil.data.recipe.make_recipe`), or reopen an existing one with the same recipe,
         for appending. Videos left pending by an interrupted writer are committed first."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -311,7 +237,7 @@ class FeatureStore:
     # ---- recipe --------------------------------------------------------------------------------------------
     @property
     def attrs(self) -> dict:
-        return {k: _plain(v) for k, v in self.file.attrs.items()}
+        return {k: plain_attr(v) for k, v in self.file.attrs.items()}
 
     @property
     def feature_dim(self) -> int:
@@ -347,8 +273,7 @@ class FeatureStore:
         return bool(self.file.attrs.get("pooled", False))
 
     def recipe(self) -> dict:
-        attrs = self.attrs
-        return {k: attrs.get(k) for k in RECIPE_KEYS}
+        return recipe_of(self.attrs)
 
     def check_feature_dim(self, expected: int | None) -> None:
         """Error naming both values when a config expects another feature dimension."""
@@ -403,7 +328,7 @@ class FeatureStore:
     def info(self, video_id: str) -> dict:
         """Per-video attributes: n_frames, fps, source, mean_norm, n_snippets."""
         g = self._group(video_id)
-        info = {k: _plain(v) for k, v in g.attrs.items() if k != "video_id"}
+        info = {k: plain_attr(v) for k, v in g.attrs.items() if k != "video_id"}
         info["n_snippets"] = int(g["features"].shape[0])
         return info
 

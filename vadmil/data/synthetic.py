@@ -21,7 +21,8 @@ import numpy as np
 import yaml
 
 from vadmil.data.geometry import SnippetGeometry
-from vadmil.data.store import FeatureStore, make_recipe
+from vadmil.data.recipe import make_recipe
+from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from vadmil.commands.base import config_dir
 from vadmil.demo.videos import DemoVideoSpec, generate_videos
 from vadmil.errors import VadmilError
+from vadmil.rundir import METRICS
 
 
 def all_heads() -> list[str]:
@@ -56,7 +57,7 @@ def run_stage(name: str, args: list[str], log: Path) -> float:
 def best_run(runs: Path) -> Path:
     """The run dir with the highest validation video AUC (model selection never looks at test metrics)."""
     scored = []
-    for metrics in sorted(runs.glob("*/metrics.json")):
+    for metrics in sorted(runs.glob(f"*/{METRICS}")):
         m = json.loads(metrics.read_text())
         scored.append((m["validation"]["video_auc"], m["head"], -m["seed"], metrics.parent))
     if not scored:

@@ -29,7 +29,7 @@ from torchmetrics.functional.classification import (
     binary_precision_recall_curve,
 )
 
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 
 __all__ = ["FRAME_RANKING_METRICS", "FrameAnomalyMetrics", "VideoAUC", "frame_ranking_metric"]
 
@@ -101,8 +101,7 @@ def frame_ranking_metric(name: str, scores: Tensor, labels: Tensor) -> float:
     """One frame metric (``frame_auc``, ``frame_ap_step`` or ``frame_ap_trapz``) of concatenated frames
     ``scores`` [F] (probabilities) and ``labels`` [F] (0/1), exactly as :class:`FrameAnomalyMetrics` computes it,
     without the other curves (for repeated evaluation, e.g. the oracle figure)."""
-    if name not in FRAME_RANKING_METRICS:
-        raise VadmilError(f"unknown frame metric '{name}'; choose one of {', '.join(FRAME_RANKING_METRICS)}")
+    check_choice("frame metric", name, FRAME_RANKING_METRICS)
     scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
     _check_probabilities(scores, labels, "frame_ranking_metric")
     return FRAME_RANKING_METRICS[name](scores, labels.long())

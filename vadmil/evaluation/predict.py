@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from vadmil.data.annotations import VideoLabel, frame_labels
 from vadmil.data.bags import segment_bounds
+from vadmil.data.labels import VideoLabel, frame_labels
 from vadmil.data.store import FeatureStore
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 from vadmil.evaluation.metrics import FrameAnomalyMetrics
 from vadmil.training.module import MILModule
 
@@ -39,8 +39,7 @@ def frame_scores(
     ``frame_span="video"`` covers the true decoded frames (``n_frames``); ``"snippets"`` covers T·stride frames,
     each snippet repeated ``stride`` times (the published repos' convention, whose tail depends on T).
     """
-    if frame_span not in FRAME_SPANS:
-        raise VadmilError(f"unknown eval.frame_span '{frame_span}'; choose one of {', '.join(FRAME_SPANS)}")
+    check_choice("eval.frame_span", frame_span, FRAME_SPANS)
     scores_t = torch.as_tensor(scores, dtype=torch.float32)
     if store.pooled:  # segments split the whole video evenly
         n_frames = store.n_frames(video_id)

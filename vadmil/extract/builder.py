@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vadmil.data.geometry import SnippetGeometry
-from vadmil.data.store import make_recipe
-from vadmil.errors import VadmilError
+from vadmil.data.recipe import make_recipe
+from vadmil.errors import VadmilError, check_choice
 from vadmil.extract.pipeline import SnippetStream
 from vadmil.extract.transforms import CROP_ORDERS, SnippetTransform
 
@@ -53,8 +53,7 @@ def instantiate_backbone(node: DictConfig) -> torch.nn.Module:
 
 def build_extractor(cfg: DictConfig) -> Extractor:
     """The extractor of an extraction config (``conf/extract.yaml``'s keys)."""
-    if cfg.crops not in CROP_MODES:
-        raise VadmilError(f"crops must be 1, 5 or 10, got {cfg.crops}")
+    check_choice("crops", cfg.crops, CROP_MODES)
     torch.manual_seed(cfg.seed)  # random-init backbones are reproducible: resumed and sharded runs match
     backbone = instantiate_backbone(cfg.backbone)
     mode = CROP_MODES[cfg.crops]

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 
 BACKENDS = ("decord", "pyav", "opencv")
 _INSTALL = {
@@ -328,10 +328,7 @@ def open_video(
     without frames.
     """
     path = os.fspath(path)
-    if backend not in BACKENDS:
-        raise VadmilError(
-            f"unknown video backend '{backend}' for {path}; choose one of {', '.join(BACKENDS)}"
-        )
+    check_choice("video backend", backend, BACKENDS, where=path)
     if not os.path.exists(path):
         raise VadmilError(f"video file not found: {path}; check the path (working directory {os.getcwd()})")
     if not os.path.isfile(path):

@@ -10,8 +10,9 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from vadmil.data.annotations import normalise_video_id
-from vadmil.data.store import FeatureStore, recipe_differences
+from vadmil.data.labels import normalise_video_id
+from vadmil.data.recipe import recipe_differences
+from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import build_extractor
 from vadmil.extract.pipeline import (

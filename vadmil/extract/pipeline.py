@@ -23,10 +23,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from vadmil.data.annotations import normalise_video_id
 from vadmil.data.geometry import SnippetGeometry
+from vadmil.data.labels import normalise_video_id
 from vadmil.data.store import FeatureStore
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 from vadmil.extract.decode import open_video
 from vadmil.extract.snippets import SnippetAssembler
 from vadmil.extract.transforms import short_side_size
@@ -150,8 +150,7 @@ class BackboneRunner:
     def __init__(self, backbone: torch.nn.Module, device: str = "auto", precision: str = "fp32"):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if precision not in ("fp32", "fp16", "bf16"):
-            raise VadmilError(f"unknown precision '{precision}'; choose fp32, fp16 or bf16")
+        check_choice("precision", precision, ("fp32", "fp16", "bf16"))
         if precision != "fp32" and not device.startswith("cuda"):
             raise VadmilError(f"precision={precision} needs a CUDA device; use precision=fp32 on {device}")
         self.device, self.precision = torch.device(device), precision

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 
 _FIVE = ["top_left", "top_right", "bottom_left", "bottom_right", "center"]
 CROP_ORDERS: dict[str, list[str]] = {
@@ -90,8 +90,7 @@ def _corners(h: int, w: int, ch: int, cw: int) -> list[tuple[int, int]]:
 
 def crop(clip: torch.Tensor, size: int | tuple[int, int], mode: str = "center") -> torch.Tensor:
     """Spatial crops of ``[3, L, H, W]`` (any leading dims) stacked to ``[C, 3, L, s, s]``, in ``CROP_ORDERS[mode]``."""
-    if mode not in CROP_ORDERS:
-        raise VadmilError(f"unknown crop mode '{mode}'; choose one of {', '.join(CROP_ORDERS)}")
+    check_choice("crop mode", mode, CROP_ORDERS)
     ch, cw = _size2(size)
     h, w = clip.shape[-2:]
     if ch > h or cw > w:
@@ -153,8 +152,7 @@ class SnippetTransform:
         resize: tuple[int, int] | None = None,
         antialias: bool = True,
     ):
-        if crops not in CROP_ORDERS:
-            raise VadmilError(f"unknown crops '{crops}'; choose one of {', '.join(CROP_ORDERS)}")
+        check_choice("crops", crops, CROP_ORDERS)
         if short_side is None and resize is None:
             raise VadmilError("give short_side or resize (h, w) for the snippet transform")
         self.short_side = short_side

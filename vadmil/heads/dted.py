@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vadmil.errors import VadmilError
+from vadmil.errors import check_choice
 from vadmil.heads.output import HeadOutput
 from vadmil.heads.temporal import MaskedConv1d, full_mask, masked_max_pool, upsample_to
 
@@ -54,10 +54,7 @@ class DTEDHead(nn.Module):
         skip: bool = True,
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise VadmilError(
-                f"unknown DTED activation '{activation}'; choose one of {', '.join(ACTIVATIONS)}"
-            )
+        check_choice("DTED activation", activation, ACTIVATIONS)
         channels = tuple(channels)
         widths = (in_dim, *channels)
         self.encoder = nn.ModuleList(

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from vadmil.errors import VadmilError
+from vadmil.errors import check_choice
 from vadmil.heads.graphs import (
     GraphConv,
     holistic_adjacency,
@@ -50,8 +50,7 @@ class GCNHead(nn.Module):
         similarity_threshold: float = 0.7,
     ):
         super().__init__()
-        if graphs not in GRAPHS:
-            raise VadmilError(f"unknown GCN graphs '{graphs}'; choose one of {', '.join(GRAPHS)}")
+        check_choice("GCN graphs", graphs, GRAPHS)
         h1, h2 = hidden
         self.graphs, self.threshold = graphs, similarity_threshold
         self.trunk = nn.Sequential(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 from vadmil.heads.output import HeadOutput
 from vadmil.losses.common import abnormal
 from vadmil.losses.topk import selected
@@ -28,8 +28,7 @@ class FeatureMagnitudeLoss(nn.Module):
 
     def __init__(self, margin: float = 100.0, form: str = "code"):
         super().__init__()
-        if form not in FORMS:
-            raise VadmilError(f"unknown magnitude loss form '{form}'; choose one of {', '.join(FORMS)}")
+        check_choice("magnitude loss form", form, FORMS)
         self.margin, self.form = margin, form
 
     def forward(self, out: HeadOutput, batch: dict) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vadmil.errors import VadmilError
+from vadmil.errors import check_choice
 from vadmil.heads.output import HeadOutput
 from vadmil.losses.common import abnormal, bag_mask, bag_max
 
@@ -23,12 +23,8 @@ class MILRankingLoss(nn.Module):
 
     def __init__(self, margin: float = 1.0, pairing: str = "all", reduction: str = "sum"):
         super().__init__()
-        if pairing not in PAIRINGS:
-            raise VadmilError(f"unknown ranking pairing '{pairing}'; choose one of {', '.join(PAIRINGS)}")
-        if reduction not in REDUCTIONS:
-            raise VadmilError(
-                f"unknown ranking reduction '{reduction}'; choose one of {', '.join(REDUCTIONS)}"
-            )
+        check_choice("ranking pairing", pairing, PAIRINGS)
+        check_choice("ranking reduction", reduction, REDUCTIONS)
         self.margin, self.pairing, self.reduction = margin, pairing, reduction
 
     def forward(self, out: HeadOutput, batch: dict) -> torch.Tensor:

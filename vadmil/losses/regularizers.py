@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vadmil.errors import VadmilError
+from vadmil.errors import check_choice
 from vadmil.heads.output import HeadOutput
 from vadmil.losses.common import abnormal, bag_mask
 
@@ -40,8 +40,7 @@ class SparsityLoss(nn.Module):
 
     def __init__(self, norm: str = "l1"):
         super().__init__()
-        if norm not in ("l1", "l2"):
-            raise VadmilError(f"unknown sparsity norm '{norm}'; choose l1 or l2")
+        check_choice("sparsity norm", norm, ("l1", "l2"))
         self.norm = norm
 
     def forward(self, out: HeadOutput, batch: dict) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 from vadmil.heads.output import HeadOutput
 from vadmil.losses.common import bag_mask
 
@@ -39,8 +39,7 @@ class TopKSelector(nn.Module):
     def __init__(self, k: int | None = 3, k_divisor: int | None = None, rank_by: str = "magnitudes",
                  dropout: float = 0.0):  # fmt: skip
         super().__init__()
-        if rank_by not in RANK_BY:
-            raise VadmilError(f"unknown top-k rank_by '{rank_by}'; choose one of {', '.join(RANK_BY)}")
+        check_choice("top-k rank_by", rank_by, RANK_BY)
         if (k is None) == (k_divisor is None):
             raise VadmilError(
                 "top-k selection needs exactly one of k (a count) or k_divisor (k = T // divisor + 1)"
@@ -88,8 +87,7 @@ class TopKBCELoss(nn.Module):
 
     def __init__(self, aggregate: str = "scores"):
         super().__init__()
-        if aggregate not in AGGREGATES:
-            raise VadmilError(f"unknown top-k aggregate '{aggregate}'; choose one of {', '.join(AGGREGATES)}")
+        check_choice("top-k aggregate", aggregate, AGGREGATES)
         self.aggregate = aggregate
 
     def forward(self, out: HeadOutput, batch: dict) -> torch.Tensor:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vadmil.rundir import RunDir, read_frame_predictions
+
 
 @dataclass
 class Predictions:
@@ -29,9 +31,7 @@ class Predictions:
 def load_predictions(run_dir: Path) -> Predictions | None:
     """The run's frame scores and labels, or None when ``predictions.npz`` is missing, damaged or predates them."""
     try:
-        with np.load(run_dir / "predictions.npz") as data:
-            scores = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("frame_scores/")}
-            labels = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("frame_labels/")}
+        scores, labels = read_frame_predictions(RunDir(run_dir).predictions)
     except (OSError, ValueError, KeyError):
         return None
     if not scores or set(scores) != set(labels):

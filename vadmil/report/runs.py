@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from vadmil.errors import VadmilError
+from vadmil.rundir import METRICS, RunDir
 
 STATUSES = ("complete", "failed", "unfinished")
-_MARKERS = ("metrics.json", "error.txt", ".hydra/config.yaml")
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _read_yaml(path: Path, default):
 
 
 def is_run_dir(path: Path) -> bool:
-    return any((path / marker).is_file() for marker in _MARKERS)
+    return RunDir(path).is_run()
 
 
 def find_run_dirs(root: Path) -> list[Path]:
@@ -102,23 +102,22 @@ def find_run_dirs(root: Path) -> list[Path]:
 def load_run(path: Path, root: Path) -> Run:
     """Read one run dir (never raises on a damaged run: it becomes *failed* with the reason)."""
     run = Run(path=path, name=path.relative_to(root.parent).as_posix(), status="unfinished")
-    config = _read_yaml(path / "config.yaml", None)
-    run.config = config if isinstance(config, dict) else _read_yaml(path / ".hydra" / "config.yaml", {})
-    hydra = _read_yaml(path / ".hydra" / "hydra.yaml", {})
+    files = RunDir(path)
+    config = _read_yaml(files.config, None)
+    run.config = config if isinstance(config, dict) else _read_yaml(files.hydra_config, {})
+    hydra = _read_yaml(files.hydra_meta, {})
     run.choices = _get(hydra, "hydra.runtime.choices", {}) or {}
-    overrides = _read_yaml(path / ".hydra" / "overrides.yaml", [])
+    overrides = _read_yaml(files.hydra_overrides, [])
     run.overrides = [str(o) for o in overrides] if isinstance(overrides, list) else []
-    if (path / "metrics.json").is_file():
+    if files.metrics.is_file():
         try:
-            run.metrics = json.loads((path / "metrics.json").read_text())
+            run.metrics = json.loads(files.metrics.read_text())
             run.status = "complete"
         except (OSError, json.JSONDecodeError) as err:
-            run.status, run.error = "failed", f"unreadable metrics.json: {err}"
-    elif (path / "error.txt").is_file():
+            run.status, run.error = "failed", f"unreadable {METRICS}: {err}"
+    elif files.error.is_file():
         run.status = "failed"
-        run.error = (
-            " ".join((path / "error.txt").read_text(errors="replace").split()) or "(no reason recorded)"
-        )
+        run.error = " ".join(files.error.read_text(errors="replace").split()) or "(no reason recorded)"
     return run
 
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vadmil.data.store import recipe_differences
+from vadmil.data.recipe import recipe_differences
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import Extractor, build_extractor
 from vadmil.extract.decode import open_video

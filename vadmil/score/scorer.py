@@ -19,10 +19,12 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vadmil.data.annotations import VideoLabel, frame_labels, load_manifest, normalise_video_id
+from vadmil.data.annotations import load_manifest
+from vadmil.data.labels import VideoLabel, frame_labels, normalise_video_id
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import Extractor
 from vadmil.extract.pipeline import BackboneRunner, list_videos
+from vadmil.rundir import RunDir
 from vadmil.score.features import VideoMeta, probe, scoring_extractor, snippet_features
 from vadmil.score.model import ScoringModel, load_scoring_model
 from vadmil.score.outputs import alerts, write_csv, write_json, write_plot
@@ -142,7 +144,9 @@ def score(cfg: DictConfig) -> tuple[list[dict], dict[str, str]]:
     runner = BackboneRunner(extractor.backbone, cfg.device, cfg.precision)
     videos = list_videos(to_absolute_path(cfg.video))
     truth = ground_truth(cfg, videos)
-    output = Path(to_absolute_path(cfg.output)) if cfg.output else model.checkpoint.parent.parent / "scores"
+    output = (
+        Path(to_absolute_path(cfg.output)) if cfg.output else RunDir.of_checkpoint(model.checkpoint).scores
+    )
     output.mkdir(parents=True, exist_ok=True)
     scorer = Scorer(model, extractor, runner, cfg)
     summaries, failures = [], {}

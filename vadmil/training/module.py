@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch import nn
 
 from vadmil.evaluation.metrics import VideoAUC
@@ -49,6 +51,21 @@ class MILModule(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory, self.decay_biases = optimizer, scheduler, decay_biases
         self.val_auc = VideoAUC()
         self.run_info: dict = {}  # resolved config and store recipe, saved into every checkpoint
+        self.val_video_auc = float("nan")  # of the last validation; saved with its checkpoint
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, in_dim: int) -> MILModule:
+        """The head (sized ``in_dim``, from the store), objective and optimiser of ``cfg.model``; with
+        ``data.standardise`` an input standardiser whose statistics are set before fitting or loaded from a
+        checkpoint."""
+        return cls(
+            head=instantiate(cfg.model.head, in_dim=in_dim),
+            objective=instantiate(cfg.model.objective),
+            optimizer=instantiate(cfg.model.optimizer),
+            scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
+            decay_biases=cfg.model.get("decay_biases", True),
+            standardiser=FeatureStandardiser(in_dim) if cfg.data.get("standardise", False) else None,
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
         b, c, t, d = x.shape
@@ -73,6 +90,7 @@ class MILModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         auc = self.val_auc.compute()
         self.val_auc.reset()
+        self.val_video_auc = float(auc)
         self.log("val/video_auc", auc, prog_bar=True)
         progress = self.global_step / max(1, self.trainer.max_steps) if self.trainer.max_steps > 0 else 0.0
         self.log("val/selection", auc + _TIE_BREAK * progress)
@@ -94,7 +112,8 @@ class MILModule(pl.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["vadmil"] = self.run_info
+        # The validation AUC is computed here only (training reports the selected checkpoint's from its file).
+        checkpoint["vadmil"] = {**self.run_info, "val_video_auc": self.val_video_auc}
 
     @property
     def n_parameters(self) -> int:

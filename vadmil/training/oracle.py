@@ -18,9 +18,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from vadmil.data.annotations import VideoLabel
+from vadmil.data.labels import VideoLabel
 from vadmil.data.store import FeatureStore
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 from vadmil.evaluation.metrics import FRAME_RANKING_METRICS, frame_ranking_metric
 from vadmil.evaluation.predict import evaluate_frames, frame_arrays, predict_snippet_scores
 
@@ -39,10 +39,7 @@ class OracleTest(pl.Callback):
 
     def __init__(self, store: FeatureStore, videos: Mapping[str, VideoLabel], loader: DataLoader,
                  protocol: Mapping, metric: str, every: int):  # fmt: skip
-        if metric not in FRAME_RANKING_METRICS:
-            raise VadmilError(
-                f"oracle: the dataset's primary_metric '{metric}' is not one of {', '.join(FRAME_RANKING_METRICS)}"
-            )
+        check_choice("primary_metric", metric, FRAME_RANKING_METRICS, where="oracle")
         if every < 1:
             raise VadmilError(
                 f"oracle.every={every}: give a number of validations ≥ 1 (0 disables the oracle)"

@@ -8,9 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
@@ -18,15 +16,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from vadmil import __version__
-from vadmil.commands.base import write_json
 from vadmil.data.datamodule import MILDataModule
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
-from vadmil.evaluation.metrics import VideoAUC
-from vadmil.evaluation.predict import evaluate_module, predict_snippet_scores
+from vadmil.evaluation.predict import evaluate_module
+from vadmil.rundir import BEST, LOGS, RunDir, load_checkpoint, save_predictions, write_json
 from vadmil.training.module import MILModule
 from vadmil.training.oracle import OracleTest
-from vadmil.training.standardise import FeatureStandardiser
 
 log = logging.getLogger("vadmil.training.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
@@ -63,20 +59,6 @@ def make_datamodule(cfg: DictConfig, train_videos: dict, test_videos: dict, **ov
                          feature_dim=cfg.dataset.feature_dim, **{**data, **overrides})  # fmt: skip
 
 
-def build_module(cfg: DictConfig, in_dim: int) -> MILModule:
-    """The head (sized from the store), objective and optimiser of ``cfg.model``; with ``data.standardise`` an
-    input standardiser whose statistics are set before fitting or loaded from a checkpoint."""
-    head = instantiate(cfg.model.head, in_dim=in_dim)
-    return MILModule(
-        head=head,
-        objective=instantiate(cfg.model.objective),
-        optimizer=instantiate(cfg.model.optimizer),
-        scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
-        decay_biases=cfg.model.get("decay_biases", True),
-        standardiser=FeatureStandardiser(in_dim) if cfg.data.get("standardise", False) else None,
-    )
-
-
 def store_summary(store: FeatureStore) -> dict:
     """What a run records about its features: path, the recipe, and the producing config (which `vadmil score`
     re-runs on new videos)."""
@@ -86,28 +68,6 @@ def store_summary(store: FeatureStore) -> dict:
         "mean_norm": store.mean_norm(),
         "extraction_config": store.attrs.get("extraction_config", ""),
     }
-
-
-def validation_auc(module: MILModule, dm: MILDataModule) -> float:
-    """Video-level AUC (max snippet score vs video label) on the validation split."""
-    scores = predict_snippet_scores(module, dm.val_dataloader())
-    metric = VideoAUC()
-    metric.update(
-        torch.tensor([float(scores[v].max()) for v in dm.val_ids]),
-        torch.tensor([dm.train_videos[v].label for v in dm.val_ids]),
-    )
-    return float(metric.compute())
-
-
-def save_predictions(path: Path, scores: dict[str, np.ndarray], frames: dict) -> None:
-    """``predictions.npz`` (compressed), per test video id: ``snippet_scores/<id>`` float32 [T] (crop-averaged),
-    ``frame_scores/<id>`` float32 [F] and ``frame_labels/<id>`` uint8 [F] — exactly the frames the test metrics
-    were computed on (``frames``: see :func:`~vadmil.evaluation.predict.frame_arrays`), so `vadmil report` draws curves
-    without the store or the annotations."""
-    arrays = {f"snippet_scores/{k}": v for k, v in scores.items()}
-    for video_id, (frame_score, frame_label) in frames.items():
-        arrays[f"frame_scores/{video_id}"], arrays[f"frame_labels/{video_id}"] = frame_score, frame_label
-    np.savez_compressed(path, **arrays)
 
 
 def make_oracle(cfg: DictConfig, dm: MILDataModule) -> OracleTest | None:
@@ -122,13 +82,14 @@ def make_oracle(cfg: DictConfig, dm: MILDataModule) -> OracleTest | None:
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Train ``cfg`` (the composed ``conf/train.yaml``) into ``run_dir`` (default: Hydra's output dir); returns
     what it writes to ``metrics.json``."""
-    run_dir = Path(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
+    run = RunDir(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
+    run_dir = run.path
     cfg = resolve_config(cfg)
-    OmegaConf.save(cfg, run_dir / "config.yaml")
+    OmegaConf.save(cfg, run.config)
     pl.seed_everything(cfg.seed, workers=True)
     train_videos, test_videos = load_annotations(cfg.dataset)
     dm = make_datamodule(cfg, train_videos, test_videos)
-    module = build_module(cfg, dm.feature_dim)
+    module = MILModule.from_config(cfg, dm.feature_dim)
     if module.standardiser is not None:
         module.standardiser.set_statistics(*dm.feature_statistics())
     features = store_summary(dm.store)
@@ -144,13 +105,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     )  # fmt: skip
 
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val/selection", mode="max",
+        dirpath=run.checkpoints, filename=BEST, monitor="val/selection", mode="max",
         save_top_k=1, auto_insert_metric_name=False,
     )  # fmt: skip
     oracle = make_oracle(cfg, dm)
     trainer = pl.Trainer(
         **cfg.trainer, max_epochs=-1, num_sanity_val_steps=0, enable_model_summary=False,
-        logger=CSVLogger(run_dir, name="", version="logs"), default_root_dir=run_dir,
+        logger=CSVLogger(run_dir, name="", version=LOGS), default_root_dir=run_dir,
         callbacks=[checkpoint] + ([oracle] if oracle else []),
     )  # fmt: skip
     with warnings.catch_warnings():
@@ -166,12 +127,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             f"{trainer.num_training_batches} batches), so no checkpoint was selected; raise trainer.max_steps or "
             "lower data.batches_per_epoch"
         )
-    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+    best = load_checkpoint(checkpoint.best_model_path)
     module.load_state_dict(best["state_dict"])
     start = time.perf_counter()
     test, scores, frames = evaluate_module(module, dm.store, dm.test_videos, dm.test_dataloader(), cfg.eval)
     test_seconds = time.perf_counter() - start
-    save_predictions(run_dir / "predictions.npz", scores, frames)
+    save_predictions(run.predictions, scores, frames)
     if oracle:  # the validation-selected checkpoint is one of the oracle's candidates
         oracle.consider_selected(int(best["epoch"]), int(best["global_step"]), scores, test)
     metrics = {
@@ -180,7 +141,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         "head": cfg.model.name,
         "seed": cfg.seed,
         "test": test,
-        "validation": {"video_auc": validation_auc(module, dm)},
+        "validation": {"video_auc": float(best["vadmil"]["val_video_auc"])},
         "selection": "validation video AUC (ties: later checkpoint)",
         "selected_epoch": int(best["epoch"]),
         "selected_step": int(best["global_step"]),
@@ -197,7 +158,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     }
     if oracle:
         metrics["oracle_test"] = oracle.summary()
-    write_json(run_dir / "metrics.json", metrics)  # written last: its presence marks a complete run
+    write_json(run.metrics, metrics)  # written last: its presence marks a complete run
     _print_summary(run_dir, metrics)
     return metrics
 
