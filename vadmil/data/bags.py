@@ -1,6 +1,6 @@
 """Bags: pooling a video's snippets to a fixed number of segments, feature normalisation, padding.
 
-Training bags follow the convention shared by the MIL methods (METHODS.md §1): segment boundaries are
+Training bags follow the convention shared by the MIL methods (README, Training data and protocol): segment boundaries are
 ``linspace(0, T, S + 1)`` truncated to int; segment i is the mean of snippets [b_i, b_{i+1}), or the single snippet
 b_i when that range is empty (short videos repeat snippets). ``short_videos="mask"`` instead keeps a short video's
 T snippets as they are and pads to S with a mask, so no snippet is counted twice.

@@ -1,6 +1,6 @@
 """Ground-truth check (`vadmil gt-check`): compare vadmil's rebuilt frame ground truth with a released concatenated gt-*.npy vector.
 
-Released vectors (``gt-ucf.npy``, ``gt-sh.npy``; METHODS §7) hold 0/1 per frame over all test videos in list
+Released vectors (``gt-ucf.npy``, ``gt-sh.npy``; README, Working with real data) hold 0/1 per frame over all test videos in list
 order, ``T x 16`` frames per video for one feature set's T. vadmil never trains or scores against them; this
 command only checks them against the ground truth it rebuilds from the annotations and the store's geometry.
 """

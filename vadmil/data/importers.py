@@ -1,4 +1,4 @@
-"""Readers for the public feature layouts users already have on disk (METHODS.md §7), driven by `vadmil import`.
+"""Readers for the public feature layouts users already have on disk (README, Working with real data), driven by `vadmil import`.
 
 A reader resolves its ``input`` (a folder, a text list of paths, or one feature file), then:
 

@@ -1,6 +1,6 @@
 """Evaluation metrics: frame-level test metrics and the video-level AUC used for model selection.
 
-Conventions (METHODS.md §1):
+Conventions (README, Training data and protocol):
 
 - All frame metrics are computed over the concatenation of every test video's frames, never averaged per video.
 - ``frame_auc``: exact ROC-AUC (no threshold binning) over all frames.

@@ -4,7 +4,7 @@ Layout: a clip is float ``[3, L, H, W]`` (channels first, then time), values in 
 Multi-crop output is ``[C, 3, L, s, s]`` with crops in the order :data:`CROP_ORDERS` names — torchvision's
 ``FiveCrop`` / ``TenCrop`` order, so features match extractors built on torchvision.
 
-Recipes (METHODS §8):
+Recipes (docs/design.md, Extraction):
 
 - RTFM I3D: ``SnippetTransform(short_side=256, crop_size=224, crops="ten", mean=0.5, std=0.5)`` (short side 256
   keeping aspect, TenCrop 224, pixels scaled to [-1, 1]).

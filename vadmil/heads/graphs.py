@@ -1,4 +1,4 @@
-"""Snippet graphs and Kipf graph convolutions for the GCN heads (METHODS §3).
+"""Snippet graphs and Kipf graph convolutions for the GCN heads (docs/heads.md, GCN).
 
 Every adjacency is [N, T, T] over the snippets of each video and is zero wherever row or column is a padded
 snippet, so padded snippets neither send nor receive messages.

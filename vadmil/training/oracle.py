@@ -1,7 +1,7 @@
 """The "oracle" (best-on-test) figure, for parity with published numbers only.
 
 Every official trainer of the field picks its checkpoint by evaluating on the test set during training, which leaks
-the test set (METHODS §1). vadmil selects on validation; this callback additionally scores the test split every
+the test set (README, Training data and protocol). vadmil selects on validation; this callback additionally scores the test split every
 ``every`` validations and remembers the best test value of the dataset's primary metric, so a run can report what
 the papers' protocol would have reported. It never influences checkpoint selection, and its time is not counted
 in ``fit_seconds``. The validation-selected checkpoint is always a candidate, so the oracle figure is never below
