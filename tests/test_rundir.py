@@ -106,3 +106,13 @@ def test_the_report_and_the_layout_import_no_torch():
     code = "import sys, vadmil.rundir, vadmil.report.leaderboard; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_score_and_eval_import_nothing_from_the_train_command():
+    code = (
+        "import sys, vadmil.commands.score, vadmil.commands.eval, vadmil.rundir as r; r.restore_module; "
+        "from vadmil.training.module import MILModule; "
+        "print(sorted(m for m in sys.modules if m in ('vadmil.training.train', 'vadmil.commands.train')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
