@@ -6,9 +6,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from vadmil.data.datamodule import FullVideos, collate_videos
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.labels import VideoLabel
+from vadmil.data.loaders import FullVideos, collate_videos
 from vadmil.data.recipe import make_recipe
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError

@@ -72,7 +72,8 @@ def make_run(root: Path, name: str, *, head="fcn", seed=0, dataset="ucf_crime", 
         "status": "complete", "dataset": dataset, "head": head, "seed": seed,
         "test": {"frame_auc": auc, "frame_ap_step": ap + 0.01, "frame_ap_trapz": ap, "frame_auc_abnormal": auc - 0.1,
                  "far": 0.05, "n_videos": 4, "n_abnormal_videos": 2, "n_frames": 230},
-        "validation": {"video_auc": 0.9}, "selected_epoch": 3, "fit_seconds": 10.0 + seed, "test_seconds": 0.5,
+        "validation": {"video_auc": 0.9}, "selected_epoch": 3, "fit_seconds": 10.0 + seed,
+        "validation_seconds": 1.0, "train_seconds": 8.0 + seed, "test_seconds": 0.5,
         "test_frames_per_second": 460.0, "primary_metric": primary, "n_parameters": 1000,
         "eval_protocol": config["eval"], "features": {"store": store, **RECIPE, "feature_dim": feature_dim, "mean_norm": 2.5},
         "oracle_test": {"chosen_on": primary, "frame_auc": auc + 0.02, "frame_ap_trapz": ap + 0.02,
@@ -136,6 +137,15 @@ def test_markdown_lists_failed_runs_and_labels_oracle_columns(runs_dir, tmp_path
         in md
     )
     assert "sweep/7_rtfm_unfinished | unfinished |" in md
+
+
+def test_report_shows_the_validation_share_of_the_fit(runs_dir, tmp_path):
+    write_report([runs_dir], tmp_path / "out")
+    assert "validation share of fit" in (tmp_path / "out" / "leaderboard.md").read_text()
+    rtfm = next(r for r in read_csv(tmp_path / "out" / "leaderboard.csv") if r["head"] == "rtfm")
+    assert float(rtfm["validation_share_mean"]) == pytest.approx(statistics.fmean([1 / 10, 1 / 11, 1 / 12]))
+    shares = {r["run"]: r["validation_share"] for r in read_csv(tmp_path / "out" / "runs.csv")}
+    assert float(shares["sweep/0_fcn"]) == pytest.approx(0.1) and shares["sweep/6_fcn_failed"] == ""
 
 
 def test_primary_metric_orders_the_table(tmp_path):

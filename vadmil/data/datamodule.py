@@ -14,10 +14,12 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vadmil.data.bags import eval_features, pad_videos, pool_segments
+from vadmil.data.bags import eval_features, pool_segments
+from vadmil.data.eval_cache import CachedBatches, fits, padded_size
 from vadmil.data.labels import VideoLabel
+from vadmil.data.loaders import collate_bags, video_loader
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError, check_choice
 from vadmil.training.standardise import feature_statistics
@@ -133,68 +135,6 @@ class TrainBags(Dataset):
         }
 
 
-class FullVideos(Dataset):
-    """Full-length videos for validation and test: item ``{"x": [C, T, D], "label": float, "video_id": str}``."""
-
-    def __init__(
-        self, store: FeatureStore, videos: Mapping[str, VideoLabel], ids: Sequence[str], normalise: str
-    ):
-        self.store, self.videos, self.ids, self.normalise = store, videos, list(ids), normalise
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> dict:
-        v = self.ids[index]
-        x = eval_features(self.store.read(v), self.normalise).transpose(1, 0, 2)
-        return {
-            "x": torch.from_numpy(np.ascontiguousarray(x)),
-            "label": float(self.videos[v].label),
-            "video_id": v,
-        }
-
-
-def single_threaded(collate):
-    """``collate`` run with one intra-op thread. Batching is many separate copies and each parallel copy pays a
-    fork/join: on the 2-core benchmark machine, stacking 60 bags of [10, 32, 2048] took 0.48 s with 2 threads
-    and 0.09 s with one. (DataLoader workers already run single-threaded.)"""
-
-    def run(items: list[dict]) -> dict:
-        threads = torch.get_num_threads()
-        if threads == 1:
-            return collate(items)
-        torch.set_num_threads(1)
-        try:
-            return collate(items)
-        finally:
-            torch.set_num_threads(threads)
-
-    return run
-
-
-collate_bags = single_threaded(default_collate)
-
-
-@single_threaded
-def collate_videos(items: list[dict]) -> dict:
-    """Pad full-length videos: x [B, C, T_max, D], mask [B, T_max], label [B], video_id list."""
-    x, mask = pad_videos([it["x"] for it in items])
-    return {
-        "x": x,
-        "mask": mask,
-        "label": torch.tensor([it["label"] for it in items]),
-        "video_id": [it["video_id"] for it in items],
-    }
-
-
-def video_loader(store, videos, ids, normalise, batch_size, num_workers=0) -> DataLoader:
-    """Full-length, padded videos ``ids`` for validation, test or re-evaluation (see :func:`collate_videos`)."""
-    return DataLoader(
-        FullVideos(store, videos, ids, normalise), batch_size=batch_size, collate_fn=collate_videos,
-        num_workers=num_workers, persistent_workers=num_workers > 0,
-    )  # fmt: skip
-
-
 class MILDataModule(pl.LightningDataModule):
     """Store + annotations → balanced training bags, a validation split, full-length test videos.
 
@@ -205,9 +145,11 @@ class MILDataModule(pl.LightningDataModule):
         n_segments, short_videos, normalise: segment pooling (see :mod:`vadmil.data.bags`).
         crops: ``stack`` or ``independent``.
         batch_size: bags per training batch (half normal, half abnormal).
-        batches_per_epoch: batches between validations (None: one pass over the larger class).
+        batches_per_epoch: batches per data epoch (None: one pass over the larger class).
         val_fraction, split_seed: the stratified validation split of the training videos.
         cache: pre-pool every training bag in memory at setup (fast epochs; N·C·S·D floats).
+        val_cache_mb: keep the padded validation batches in memory after the first validation when they take at
+            most this many MiB (0: read them at every validation); see :mod:`vadmil.data.eval_cache`.
     """
 
     def __init__(
@@ -228,6 +170,7 @@ class MILDataModule(pl.LightningDataModule):
         eval_batch_size: int = 8,
         num_workers: int = 0,
         cache: bool = True,
+        val_cache_mb: float = 2048,
     ):
         super().__init__()
         self.store = FeatureStore(store)
@@ -242,6 +185,7 @@ class MILDataModule(pl.LightningDataModule):
         self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
         self.val_fraction, self.split_seed, self.sample_seed = val_fraction, split_seed, sample_seed
         self.eval_batch_size, self.num_workers, self.cache = eval_batch_size, num_workers, cache
+        self.val_cache_mb = val_cache_mb
         self._check_ids()
         self.train_ids, self.val_ids = stratified_split(self.train_videos, val_fraction, split_seed)
         self.test_ids = list(self.test_videos)
@@ -312,8 +256,18 @@ class MILDataModule(pl.LightningDataModule):
         videos = videos or {**self.train_videos, **self.test_videos}
         return video_loader(self.store, videos, ids, self.normalise, self.eval_batch_size, self.num_workers)
 
-    def val_dataloader(self) -> DataLoader:
-        return self.eval_loader(self.val_ids, self.train_videos)
+    def val_size(self) -> tuple[int, int]:
+        """(snippet rows, bytes) of the padded validation batches (see :func:`padded_size`)."""
+        return padded_size(self.store, self.val_ids, self.eval_batch_size)
+
+    def val_cached(self) -> bool:
+        """Whether validation batches are kept in memory (they fit ``val_cache_mb``)."""
+        return fits(self.val_size()[1], self.val_cache_mb)
+
+    def val_dataloader(self) -> CachedBatches:
+        return CachedBatches(
+            self.eval_loader(self.val_ids, self.train_videos), self.val_size()[1], self.val_cache_mb
+        )
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_loader(self.test_ids, self.test_videos)

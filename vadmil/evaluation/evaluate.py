@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from vadmil.data.datamodule import video_loader
+from vadmil.data.loaders import video_loader
 from vadmil.data.store import FeatureStore
 from vadmil.evaluation.predict import evaluate_module
 from vadmil.rundir import RunDir, load_checkpoint, restore_module

@@ -22,7 +22,7 @@ METRIC_TITLES = {"frame_auc": "frame AUC", "frame_ap_trapz": "AP trapz", "frame_
 @dataclass(frozen=True)
 class Column:
     """A numeric column: CSV ``key``, dotted ``path`` into metrics.json (``{primary}`` = the section's primary
-    metric), Markdown/HTML ``title``, decimals."""
+    metric; ``a/b`` = the ratio of two paths), Markdown/HTML ``title``, decimals."""
 
     key: str
     path: str
@@ -39,6 +39,7 @@ COLUMNS = (
     Column("val_video_auc", "validation.video_auc", "val video AUC", 4),
     Column("oracle_primary", "oracle_test.{primary}", "{primary} (oracle: best-on-test)", 4),
     Column("fit_seconds", "fit_seconds", "fit (s)", 1),
+    Column("validation_share", "validation_seconds/fit_seconds", "validation share of fit", 2),
     Column("test_frames_per_second", "test_frames_per_second", "scoring (frames/s)", 0),
     Column("n_parameters", "n_parameters", "parameters", 0),
 )
@@ -49,7 +50,10 @@ def column_title(column: Column, primary: str) -> str:
 
 
 def metric_value(metrics: dict | None, path: str, primary: str) -> float | None:
-    """A finite float at ``path`` of ``metrics``, else None (missing, NaN, not a number)."""
+    """A finite float at ``path`` of ``metrics``, else None (missing, NaN, not a number, a ratio over zero)."""
+    if "/" in path:
+        num, den = (metric_value(metrics, part, primary) for part in path.split("/", 1))
+        return num / den if num is not None and den else None
     value = _get(metrics or {}, path.format(primary=primary))
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None

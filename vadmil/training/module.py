@@ -93,7 +93,8 @@ class MILModule(pl.LightningModule):
         self.val_video_auc = float(auc)
         self.log("val/video_auc", auc, prog_bar=True)
         progress = self.global_step / max(1, self.trainer.max_steps) if self.trainer.max_steps > 0 else 0.0
-        self.log("val/selection", auc + _TIE_BREAK * progress)
+        # float64: in float32 the bonus is below the resolution of an AUC near 1 and ties would go to the first
+        self.log("val/selection", auc.double() + _TIE_BREAK * progress)
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]

@@ -23,6 +23,8 @@ from vadmil.evaluation.predict import evaluate_module
 from vadmil.rundir import BEST, LOGS, RunDir, load_checkpoint, save_predictions, write_json
 from vadmil.training.module import MILModule
 from vadmil.training.oracle import OracleTest
+from vadmil.training.schedule import validation_schedule
+from vadmil.training.timing import FitTimer
 
 log = logging.getLogger("vadmil.training.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
@@ -109,10 +111,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         save_top_k=1, auto_insert_metric_name=False,
     )  # fmt: skip
     oracle = make_oracle(cfg, dm)
+    timer = FitTimer()  # first: its validation time ends before the oracle and checkpointing run
+    trainer_kwargs, schedule_callbacks, schedule = validation_schedule(cfg.trainer, dm)
+    log.info("validation %s", schedule)
     trainer = pl.Trainer(
-        **cfg.trainer, max_epochs=-1, num_sanity_val_steps=0, enable_model_summary=False,
+        **trainer_kwargs, max_epochs=-1, num_sanity_val_steps=0, enable_model_summary=False,
         logger=CSVLogger(run_dir, name="", version=LOGS), default_root_dir=run_dir,
-        callbacks=[checkpoint] + ([oracle] if oracle else []),
+        callbacks=[timer, *schedule_callbacks, checkpoint] + ([oracle] if oracle else []),
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -120,12 +125,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         start = time.perf_counter()
         trainer.fit(module, datamodule=dm)
         fit_seconds = time.perf_counter() - start - (oracle.seconds if oracle else 0.0)
+    times = timer.summary(fit_seconds, exclude=oracle.seconds if oracle else 0.0)
 
     if not checkpoint.best_model_path:
         raise VadmilError(
-            f"training stopped after {trainer.global_step} steps, before its first validation (an epoch is "
-            f"{trainer.num_training_batches} batches), so no checkpoint was selected; raise trainer.max_steps or "
-            "lower data.batches_per_epoch"
+            f"training stopped after {trainer.global_step} steps, before its first validation ({schedule}), so "
+            "no checkpoint was selected; raise trainer.max_steps or lower trainer.val_check_interval"
         )
     best = load_checkpoint(checkpoint.best_model_path)
     module.load_state_dict(best["state_dict"])
@@ -145,7 +150,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         "selection": "validation video AUC (ties: later checkpoint)",
         "selected_epoch": int(best["epoch"]),
         "selected_step": int(best["global_step"]),
-        "fit_seconds": round(fit_seconds, 3),
+        # Fit time without oracle evaluations = train (steps, data included) + validation + the rest (setup,
+        # checkpoint writes); `validation_schedule` is when validation ran.
+        **times,
+        "validation_schedule": schedule,
         # Scoring throughput: reading the test features, the forward pass, frame expansion and the metrics.
         "test_seconds": round(test_seconds, 3),
         "test_frames_per_second": round(test["n_frames"] / test_seconds, 1) if test_seconds > 0 else None,
