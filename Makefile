@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(PY) -m pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all demo lint format bench clean
+.PHONY: help install test test-slow test-all demo lint format bench bench-fit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench: install ## benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_heads.py
 	$(PY) bench/bench_extract.py
+
+bench-fit: install ## fit time before/after the validation cadence on a 2.8 GB store it writes under /tmp (~12 min)
+	$(PY) bench/bench_fit.py
 
 clean: ## remove caches (not runs/ or features/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

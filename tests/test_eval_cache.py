@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from vadmil.data.datamodule import MILDataModule
 from vadmil.data.eval_cache import padded_size
 from vadmil.data.loaders import FullVideos
+from vadmil.errors import VadmilError
 from vadmil.evaluation.predict import predict_snippet_scores
 from vadmil.heads.fcn import FCNHead
 from vadmil.training.module import MILModule
@@ -112,3 +114,9 @@ def test_a_cached_pass_leaves_the_random_stream_as_a_reading_pass(tiny_splits):
     torch.manual_seed(0)
     list(cached)
     assert cached.batches is not None and torch.equal(torch.get_rng_state(), after_read)
+
+
+@pytest.mark.parametrize("budget", [-1, "lots", True])
+def test_a_bad_budget_fails_clearly(tiny_splits, budget):
+    with pytest.raises(VadmilError, match="data.val_cache_mb=.*MiB ≥ 0"):
+        make_dm(tiny_splits, val_cache_mb=budget)

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vadmil.data.bags import eval_features, pool_segments
-from vadmil.data.eval_cache import CachedBatches, fits, padded_size
+from vadmil.data.eval_cache import CachedBatches, check_budget, fits, padded_size
 from vadmil.data.labels import VideoLabel
 from vadmil.data.loaders import collate_bags, video_loader
 from vadmil.data.store import FeatureStore
@@ -185,7 +185,7 @@ class MILDataModule(pl.LightningDataModule):
         self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
         self.val_fraction, self.split_seed, self.sample_seed = val_fraction, split_seed, sample_seed
         self.eval_batch_size, self.num_workers, self.cache = eval_batch_size, num_workers, cache
-        self.val_cache_mb = val_cache_mb
+        self.val_cache_mb = check_budget(val_cache_mb)
         self._check_ids()
         self.train_ids, self.val_ids = stratified_split(self.train_videos, val_fraction, split_seed)
         self.test_ids = list(self.test_videos)

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vadmil.data.store import FeatureStore
+from vadmil.errors import VadmilError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,16 @@ def padded_size(store: FeatureStore, ids: Sequence[str], batch_size: int) -> tup
     chunks = (lengths[i : i + batch_size] for i in range(0, len(lengths), batch_size))
     rows = store.n_crops * sum(len(chunk) * max(chunk) for chunk in chunks)
     return rows, rows * store.feature_dim * 4
+
+
+def check_budget(budget_mb) -> float:
+    """``data.val_cache_mb`` as a number of MiB ≥ 0, else a clear error."""
+    if isinstance(budget_mb, bool) or not isinstance(budget_mb, int | float) or not budget_mb >= 0:
+        raise VadmilError(
+            f"data.val_cache_mb={budget_mb!r}: give a memory budget in MiB ≥ 0 (0: read the validation videos at "
+            "every validation)"
+        )
+    return float(budget_mb)
 
 
 def fits(nbytes: int, budget_mb: float) -> bool:
