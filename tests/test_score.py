@@ -199,8 +199,10 @@ def test_a_folder_scores_every_video_and_reports_failures(trained, tmp_path):
 
 
 def test_training_that_ends_before_its_first_validation_says_so(tmp_path, tiny_data):
+    # Only validation per epoch can miss: a step cadence always validates at max_steps.
     store, manifest = tiny_data
     r = run_vadmil("train", "dataset=manifest", f"dataset.store={store}", f"dataset.annotations.path={manifest}",
                    "trainer.max_steps=1", "data.batch_size=4", "oracle.every=0", "trainer.enable_progress_bar=false",
-                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
-    assert r.returncode != 0 and "before its first validation" in r.stderr and "Traceback" not in r.stderr
+                   "trainer.val_check_interval=epoch", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert r.returncode != 0 and "before its first validation (every epoch)" in r.stderr
+    assert "trainer.val_check_interval=auto" in r.stderr and "Traceback" not in r.stderr

@@ -130,7 +130,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     if not checkpoint.best_model_path:
         raise VadmilError(
             f"training stopped after {trainer.global_step} steps, before its first validation ({schedule}), so "
-            "no checkpoint was selected; raise trainer.max_steps or lower trainer.val_check_interval"
+            "no checkpoint was selected; raise trainer.max_steps, lower data.batches_per_epoch or validate by "
+            "steps (trainer.val_check_interval=auto)"
         )
     best = load_checkpoint(checkpoint.best_model_path)
     module.load_state_dict(best["state_dict"])
