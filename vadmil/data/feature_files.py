@@ -189,11 +189,18 @@ class FeatureReader:
                 "these features into separate stores"
             )
 
+    def video_id(self, path: Path) -> str:
+        """The id of a feature file: its name less this format's extension (``pattern``'s, so a new format's
+        extension needs no registration), then normalised (:func:`~vadmil.data.labels.normalise_video_id`)."""
+        ext = Path(self.pattern).suffix
+        name = path.name[: -len(ext)] if ext and path.name.endswith(ext) else path.name
+        return normalise_video_id(name)
+
     def plan(self) -> list[VideoFiles]:
         """Every video, sorted by id; reads only the first file's header (to learn C and D)."""
         groups: dict[str, list[Path]] = {}
         for path in self._files():
-            groups.setdefault(normalise_video_id(path.name), []).append(path)
+            groups.setdefault(self.video_id(path), []).append(path)
         self._no_duplicates(groups)
         videos = [VideoFiles(vid, (paths[0],)) for vid, paths in sorted(groups.items())]
         self._peek(videos[0].features[0])
