@@ -220,3 +220,40 @@ def test_section_references_point_at_existing_sections():
         for name in re.findall(r"README, ([A-Z][a-z]+(?: [a-z]+)*)", text):
             bad += [f"{path.name}: README, {name}"] if not any(s.startswith(name) for s in readme) else []
     assert not bad, bad
+
+
+def _layout() -> dict[str, str]:
+    """The README's layout block: entry (``extract/``, ``rundir.py``, ``conf/``) → its description."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("Layout (the top level of `vadmil/` reads as the pipeline):", 1)[1].split("```")[1]
+    entries: dict[str, str] = {}
+    name = None
+    for line in block.splitlines()[1:]:
+        m = re.match(r"^ {0,2}(\S+)\s+(.*)$", line)
+        if m and not line.startswith("   "):
+            name = m[1]
+            entries[name] = m[2]
+        elif name and line.strip():
+            entries[name] += " " + line.strip()
+    return entries
+
+
+def test_the_readme_layout_matches_the_tree():
+    entries = _layout()
+    package = ROOT / "vadmil"
+    tree = {f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").is_file()}
+    tree |= {p.name for p in package.glob("*.py") if p.name != "__init__.py"}
+    listed = {name for name in entries if name not in ("vadmil/", "conf/", "docs/", "tests/", "bench/")}
+    assert listed == tree, f"README layout vs vadmil/: missing {tree - listed}, gone {listed - tree}"
+    for sub in sorted(t for t in tree if t.endswith("/")):
+        words = set(re.findall(r"[a-z0-9_]+", entries[sub].lower()))
+        modules = {p.stem for p in (package / sub).glob("*.py") if p.stem != "__init__"}
+        assert modules <= words, f"README layout, {sub}: not described: {sorted(modules - words)}"
+    for folder in ("conf/", "docs/", "tests/", "bench/"):
+        assert folder in entries and (ROOT / folder).is_dir()
+    groups = {p.name for p in CONF.iterdir() if p.is_dir()}
+    assert groups <= set(re.findall(r"([a-z_]+)/", entries["conf/"])), (
+        "README layout: a conf/ group is missing"
+    )
+    docs = {p.stem for p in DOCS.glob("*.md")}
+    assert docs <= set(re.findall(r"[a-z_]+", entries["docs/"])), "README layout: a doc is missing"

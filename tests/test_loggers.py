@@ -109,3 +109,10 @@ def test_extra_lightning_callbacks_come_from_config(tiny_data, tmp_path):
     _train(tiny_data, tmp_path / "run", "callbacks=[default,lr_monitor]")
     rows = list(csv.DictReader((tmp_path / "run" / "logs" / "metrics.csv").open()))
     assert any(k.startswith("lr-") for k in rows[0])
+
+
+def test_the_tracker_does_not_label_leaderboard_rows():
+    from vadmil.report.keys import variant_overrides
+
+    overrides = ["logger=mlflow", "logger.mlflow.tracking_uri=sqlite:///x.db", "model.head.dropout=0.3"]
+    assert variant_overrides(overrides) == ("model.head.dropout=0.3",)
