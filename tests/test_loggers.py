@@ -13,6 +13,7 @@ from hydra.errors import InstantiationException
 
 from vadmil.commands.base import config_dir
 from vadmil.errors import VadmilError
+from vadmil.rundir import LOGS, RunDir
 from vadmil.training.train import train
 
 CONF = Path(config_dir())
@@ -43,12 +44,13 @@ def test_every_logger_option_composes_under_its_own_name():
     for name in LOGGERS:
         assert list(_compose([f"logger={name}"]).logger) == [name]
     assert list(_compose([]).logger) == ["csv"]  # the default
+    assert _compose([]).logger.csv.version == LOGS  # where vadmil/rundir.py says a run's logs are
     assert set(_compose(["logger=[csv,tensorboard]"]).logger) == {"csv", "tensorboard"}
 
 
 def test_csv_logger_gets_validation_auc_and_final_test_results(tiny_data, tmp_path):
     metrics = _train(tiny_data, tmp_path / "run")
-    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "metrics.csv").open()))
+    rows = list(csv.DictReader((RunDir(tmp_path / "run").logs / "metrics.csv").open()))
     assert any(r.get("val/video_auc") for r in rows)
     final = [r for r in rows if r.get("test/frame_auc")]
     assert len(final) == 1 and float(final[0]["test/frame_auc"]) == pytest.approx(
@@ -116,3 +118,25 @@ def test_the_tracker_does_not_label_leaderboard_rows():
 
     overrides = ["logger=mlflow", "logger.mlflow.tracking_uri=sqlite:///x.db", "model.head.dropout=0.3"]
     assert variant_overrides(overrides) == ("model.head.dropout=0.3",)
+
+
+def _open_mlflow_run(args: tuple[str, str]) -> str:
+    from vadmil.training.callbacks import mlflow_logger
+
+    uri, name = args
+    return mlflow_logger(experiment_name="parallel", run_name=name, tracking_uri=uri).run_id
+
+
+def test_parallel_jobs_share_one_new_mlflow_store(tmp_path):
+    """Sweep jobs started together (joblib, submitit) create the SQLite store once, not racing for its tables."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("fork")) as pool:
+        run_ids = list(pool.map(_open_mlflow_run, [(uri, f"job{i}") for i in range(3)]))
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("parallel").experiment_id])
+    assert sorted(r.info.run_id for r in runs) == sorted(run_ids) and len(set(run_ids)) == 3

@@ -68,6 +68,7 @@ class RunDir:
     predictions = property(lambda self: self.path / PREDICTIONS)
     metrics = property(lambda self: self.path / METRICS)
     error = property(lambda self: self.path / ERROR)
+    logs = property(lambda self: self.path / LOGS)  # the default (CSV) logger's folder, conf/logger/csv.yaml
     eval = property(lambda self: self.path / EVAL)
     scores = property(lambda self: self.path / SCORES)
     hydra_config = property(lambda self: self.path / HYDRA / "config.yaml")

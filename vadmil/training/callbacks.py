@@ -8,7 +8,9 @@ line (``+callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -41,6 +43,41 @@ class SelectionCheckpoint(ModelCheckpoint):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.dirpath = str(RunDir(trainer.default_root_dir).checkpoints)  # the run dir owns the layout
         super().setup(trainer, pl_module, stage)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (no-op for None, or where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no parallel sweep jobs share a store there by default
+        fcntl = None
+    if path is None or fcntl is None:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def mlflow_logger(**kwargs) -> Logger:
+    """Lightning's ``MLFlowLogger`` (same arguments) whose store, experiment and run are created at once, under a
+    file lock beside a SQLite store: parallel sweep jobs sharing one store otherwise race to create its tables."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    uri = str(kwargs.get("tracking_uri") or "")
+    lock = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = db.with_name(db.name + ".lock")
+    with _file_lock(lock):
+        logger = MLFlowLogger(**kwargs)
+        _ = logger.experiment  # creates the tables, the experiment and this run now
+    return logger
 
 
 def _build(group: str, nodes: DictConfig | None, kind: type) -> list:
