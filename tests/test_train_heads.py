@@ -36,7 +36,7 @@ def head_runs(tmp_path_factory) -> dict[str, dict]:
     result = run_vadmil(
         "train", "-m", f"model={','.join(MODELS)}", "seed=0", *[f"dataset.prepare.{k}={v}" for k, v in SMALL.items()],
         "trainer.max_steps=200", "data.batch_size=16", "data.batches_per_epoch=20", "trainer.enable_progress_bar=false",
-        cwd=work, timeout=900,
+        cwd=work, timeout=1800,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     runs = {m["head"]: m for m in _runs(work / "runs").values() if "head" in m}
@@ -57,7 +57,7 @@ def test_every_experiment_config_runs_end_to_end(tmp_path):
     overrides = [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_steps", "data.batch_size"))]
     result = run_vadmil(
         "train", "-m", f"experiment={','.join(EXPERIMENTS)}", "dataset=synthetic", *overrides,
-        "trainer.max_steps=3", cwd=tmp_path, timeout=900,
+        "trainer.max_steps=3", cwd=tmp_path, timeout=1800,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     runs = _runs(tmp_path / "runs")
