@@ -25,6 +25,7 @@ from vadmil.rundir import BEST, LOGS, RunDir, load_checkpoint, save_predictions,
 from vadmil.training import normal_only
 from vadmil.training.module import MILModule
 from vadmil.training.oracle import OracleTest
+from vadmil.training.stages import initialise
 
 log = logging.getLogger("vadmil.training.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
@@ -100,6 +101,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     module = MILModule.from_config(cfg, dm.feature_dim)
     if module.standardiser is not None:
         module.standardiser.set_statistics(*dm.feature_statistics())
+    initialise(module, cfg)  # self-training stages may start from the previous stage's weights
     features = store_summary(dm.store)
     module.run_info = {
         "config": OmegaConf.to_container(cfg),
