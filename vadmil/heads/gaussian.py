@@ -54,14 +54,14 @@ class GaussianHead(NormalModelHead):
         """Two passes in float64: the mean, then the centred scatter matrix and Σ ||x - m||⁴."""
         d = self.mean.numel()
         n, total = 0, torch.zeros(d, dtype=torch.float64)
-        for x in snippets():
-            n, total = n + len(x), total + x.double().sum(0)
+        for x in snippets():  # statistics on the CPU in float64, whatever device the head is on
+            n, total = n + len(x), total + x.detach().to("cpu", torch.float64).sum(0)
         if n < 2:
             raise VadmilError(f"the Gaussian head needs at least 2 normal training snippets, got {n}")
         mean = total / n
         scatter, fourth = torch.zeros(d, d, dtype=torch.float64), 0.0
         for x in snippets():
-            c = x.double() - mean
+            c = x.detach().to("cpu", torch.float64) - mean
             scatter += c.T @ c
             fourth += float(((c * c).sum(1) ** 2).sum())
         s = (

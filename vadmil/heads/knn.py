@@ -31,7 +31,7 @@ class KNNHead(NormalModelHead):
     trainable = False
 
     def __init__(self, in_dim: int, k: int = 5, metric: str = "l2", max_bank: int = 100_000,
-                 chunk: int = 4096, seed: int = 0, calibration_quantile: float = 0.95):  # fmt: skip
+                 chunk: int = 1024, seed: int = 0, calibration_quantile: float = 0.95):  # fmt: skip
         super().__init__(calibration_quantile)
         check_choice("knn metric", metric, METRICS)
         self.k, self.metric, self.max_bank, self.chunk, self.seed = k, metric, max_bank, chunk, seed

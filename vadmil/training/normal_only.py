@@ -76,10 +76,12 @@ def end_validation(module, raw: list[torch.Tensor]) -> float:
     return float(values.double().mean())
 
 
-def metrics_overrides(best: dict) -> dict:
-    """What ``metrics.json`` says differently for an unsupervised head, from its selected checkpoint ``best``."""
+def metrics_overrides(best: dict, module) -> dict:
+    """What ``metrics.json`` says differently for an unsupervised head, from its selected checkpoint ``best``
+    (statistics heads have no loss: their objective is named ``statistics``)."""
     info = best.get("vadmil") or {}
     return {
+        **({} if module.head.trainable else {"objective": "statistics"}),
         "validation": {"video_auc": None, "normal_error": float(info.get("val_normal_error", float("nan")))},
         "selection": "lowest mean raw score of the normal validation videos (ties: later checkpoint)",
         "supervision_note": SUPERVISION_NOTE,

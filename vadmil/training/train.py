@@ -122,7 +122,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     )  # fmt: skip
     oracle = make_oracle(cfg, dm)
     trainer = pl.Trainer(
-        **{**cfg.trainer, "max_epochs": -1, **normal_only.trainer_overrides(module)}, num_sanity_val_steps=0, enable_model_summary=False,
+        **{**cfg.trainer, "max_epochs": -1, **normal_only.trainer_overrides(module)},
+        num_sanity_val_steps=0, enable_model_summary=False,
         logger=CSVLogger(run_dir, name="", version=LOGS), default_root_dir=run_dir,
         callbacks=[checkpoint] + ([oracle] if oracle else []),
     )  # fmt: skip
@@ -171,7 +172,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         "vadmil_version": __version__,
     }
     if module.normal_only:
-        metrics.update(normal_only.metrics_overrides(best))
+        metrics.update(normal_only.metrics_overrides(best, module))
     if oracle:
         metrics["oracle_test"] = oracle.summary()
     write_json(run.metrics, metrics)  # written last: its presence marks a complete run
