@@ -46,14 +46,23 @@ class KNNHead(NormalModelHead):
         generator = torch.Generator().manual_seed(self.seed)
         bank, keys = self.bank.new_zeros(0, self.bank.shape[1]), torch.zeros(0)
         for x in snippets():
-            x = x.to(self.bank)
-            bank, keys = (
-                torch.cat([bank, self._prepare(x)]),
-                torch.cat([keys, torch.rand(len(x), generator=generator)]),
-            )
-            if len(bank) > self.max_bank:
-                keep = keys.topk(self.max_bank, largest=False).indices.sort().values
-                bank, keys = bank[keep], keys[keep]
+            new = torch.rand(len(x), generator=generator)
+            if len(bank) < self.max_bank:  # filling up
+                bank, keys = torch.cat([bank, self._prepare(x.to(self.bank))]), torch.cat([keys, new])
+                if len(bank) > self.max_bank:
+                    keep = keys.topk(self.max_bank, largest=False).indices.sort().values
+                    bank, keys = bank[keep], keys[keep]
+                continue
+            # Full: a new snippet enters only with a key below the largest kept one, into the slot of an evicted
+            # snippet (in place: the bank is never copied).
+            take = (new < keys.max()).nonzero().squeeze(1)
+            if not len(take):
+                continue
+            kept = torch.zeros(len(keys) + len(take), dtype=torch.bool)
+            kept[torch.cat([keys, new[take]]).topk(self.max_bank, largest=False).indices] = True
+            slots, incoming = (~kept[: len(keys)]).nonzero().squeeze(1), take[kept[len(keys) :]]
+            bank[slots.to(bank.device)] = self._prepare(x[incoming.to(x.device)].to(self.bank))
+            keys[slots] = new[incoming]
         self.bank = bank.contiguous()
 
     def distances(self, x: torch.Tensor) -> torch.Tensor:
