@@ -167,3 +167,19 @@ def test_the_command_line(tmp_path):
     (metrics_path,) = [p for p in (tmp_path / "runs").rglob("metrics.json") if "stages" not in p.parts]
     assert json.loads(metrics_path.read_text())["supervision"] == "weak+pseudo-labels"
     assert "self-training done" in result.stdout
+
+
+def test_self_training_learns_the_planted_anomalies(tmp_path):
+    """On the small planted set of tests/test_train_heads.py, the final (pseudo-label) stage beats chance clearly."""
+    from tests.test_train_heads import LEARNED_AUC, SMALL
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose("train", ["training=self_training", "training.rule=kmeans", f"paths.features={tmp_path}",
+                                "oracle.every=0", "trainer.max_steps=120", "data.batch_size=16",
+                                "data.batches_per_epoch=20", "trainer.enable_progress_bar=false",
+                                *[f"dataset.prepare.{k}={v}" for k, v in SMALL.items()]])  # fmt: skip
+    (tmp_path / "run").mkdir()
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["test"]["frame_auc"] >= LEARNED_AUC, metrics["stages"]
+    agreement = metrics["stages"][1]["pseudo_labels"]["agreement_with_ground_truth"]
+    assert agreement["f1"] > 0.5, agreement
