@@ -40,7 +40,10 @@ UNCACHED_FACTOR = 2.0
 def auto_interval(dm, max_steps: int) -> int:
     """The ``auto`` cadence for data module ``dm``: steps between validations, between 1 and ``max_steps``."""
     val_rows, _ = dm.val_size()
-    step_rows = dm.batch_size * (dm.n_crops if dm.crops == "stack" else 1) * dm.n_segments
+    bag_length = (
+        getattr(dm, "window", None) or dm.n_segments
+    )  # windowed data modules train on snippet windows
+    step_rows = dm.batch_size * (dm.n_crops if dm.crops == "stack" else 1) * bag_length
     factor = AUTO_FACTOR * (1.0 if dm.val_cached() else UNCACHED_FACTOR)
     return max(1, min(max_steps, math.ceil(factor * val_rows / step_rows)))
 
@@ -54,9 +57,12 @@ class ValidateAtEnd(pl.Callback):
             trainer.should_stop = True  # Lightning then validates before stopping
 
 
-def validation_schedule(trainer_cfg: Mapping, dm) -> tuple[dict, list[pl.Callback], str]:
+def validation_schedule(
+    trainer_cfg: Mapping, dm, monitor: tuple[str, str] = ("val/video_auc", "max")
+) -> tuple[dict, list[pl.Callback], str]:
     """(``pl.Trainer`` keyword arguments, callbacks, a description) for the cadence and early stopping of
-    ``trainer_cfg`` (the ``trainer`` config; its other keys pass through unchanged)."""
+    ``trainer_cfg`` (the ``trainer`` config; its other keys pass through unchanged). ``monitor``: the validation
+    figure early stopping watches and whether higher is better."""
     kwargs = {k: v for k, v in trainer_cfg.items() if k not in KEYS}
     max_steps = int(kwargs.get("max_steps", -1))
     interval = trainer_cfg.get("val_check_interval", "auto")
@@ -85,10 +91,10 @@ def validation_schedule(trainer_cfg: Mapping, dm) -> tuple[dict, list[pl.Callbac
             raise VadmilError(
                 f"trainer.early_stopping_patience={patience!r}: give a number of validations ≥ 1 (null: off)"
             )
-        # On the plain AUC (not val/selection, whose tie-break bonus would count every tie as progress); a
+        # On the plain figure (not val/selection, whose tie-break bonus would count every tie as progress); a
         # validation counts as progress only when strictly better.
         callbacks.append(
-            EarlyStopping("val/video_auc", patience=patience, mode="max", check_on_train_epoch_end=False)
+            EarlyStopping(monitor[0], patience=patience, mode=monitor[1], check_on_train_epoch_end=False)
         )
-        described += f", stopping after {patience} validations without a better AUC"
+        described += f", stopping after {patience} validations without a better {monitor[0]}"
     return kwargs, callbacks, described
