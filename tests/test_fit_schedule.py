@@ -114,3 +114,14 @@ def test_cached_validation_selects_and_scores_as_reading_every_time(tmp_path):
             aucs = [row["val/video_auc"] for row in csv.DictReader(f) if row.get("val/video_auc")]
         runs[name] = ({k: metrics[k] for k in SELECTION}, steps, aucs)
     assert runs["cached"] == runs["read"] and len(runs["read"][1]) == 6
+
+
+def test_early_stopping_of_a_normal_only_head_watches_its_validation_error(tmp_path):
+    metrics, _ = fit(
+        tmp_path, "ae", "model=feature_ae", "trainer.val_check_interval=2", "trainer.early_stopping_patience=1",
+        "model.optimizer.lr=0", "trainer.max_steps=40",
+    )  # fmt: skip
+    assert (
+        metrics["n_validations"] == 2
+        and "without a better val/normal_error" in metrics["validation_schedule"]
+    )
