@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.recipe import make_recipe
 from vadmil.errors import VadmilError, check_choice
-from vadmil.extract.pipeline import SnippetStream
+from vadmil.extract.pipeline import Checks, SnippetStream
+from vadmil.extract.probe import INTEGRITY_MODES
 from vadmil.extract.transforms import CROP_ORDERS, SnippetTransform
 
 log = logging.getLogger("vadmil.extract")
@@ -34,11 +35,19 @@ class Extractor:
     geometry: SnippetGeometry
     decoder: DictConfig
     recipe: dict
+    checks: Checks = Checks()
 
     def stream(self, videos, batch_snippets: int) -> SnippetStream:
         d = self.decoder
         return SnippetStream(
-            videos, self.geometry, self.transform, d.backend, d.target_fps, batch_snippets, d.resize
+            videos,
+            self.geometry,
+            self.transform,
+            d.backend,
+            d.target_fps,
+            batch_snippets,
+            d.resize,
+            self.checks,
         )
 
 
@@ -80,4 +89,11 @@ def build_extractor(cfg: DictConfig) -> Extractor:
     if backbone.weights_sha256 == "random-init":
         log.warning("extracting with a RANDOMLY INITIALISED %s (backbone.random_init=true): recorded in the store",
                     backbone.name)  # fmt: skip
-    return Extractor(backbone, transform, geometry, cfg.decoder, recipe)
+    # Not recipe fields (they decide which videos are extracted, not how): absent from configs recorded by
+    # earlier versions, hence the defaults.
+    checks = Checks(str(cfg.get("integrity", "strict")), int(cfg.get("integrity_tolerance", 1)),
+                    bool(cfg.get("allow_short", False)))  # fmt: skip
+    check_choice("integrity", checks.integrity, INTEGRITY_MODES)
+    if checks.tolerance < 0:
+        raise VadmilError(f"integrity_tolerance must be >= 0 frames, got {checks.tolerance}")
+    return Extractor(backbone, transform, geometry, cfg.decoder, recipe, checks)

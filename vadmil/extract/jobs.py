@@ -43,6 +43,13 @@ def extract(cfg: DictConfig) -> dict:
     return result
 
 
+def _kept(info: dict) -> dict:
+    """A merged video keeps the attributes its shard recorded (times, integrity), not the derived ones."""
+    return {
+        k: v for k, v in info.items() if k not in ("n_frames", "fps", "source", "mean_norm", "n_snippets")
+    }
+
+
 def merge(inputs: list[str], output: str, progress: bool = False) -> int:
     """Join shard stores with identical recipes into ``output``; returns the number of videos added."""
     if not inputs:
@@ -64,6 +71,6 @@ def merge(inputs: list[str], output: str, progress: bool = False) -> int:
                 info = store.info(video_id)
                 extra = store.read_extras(video_id)
                 added += out.append(video_id, store.read(video_id), n_frames=info["n_frames"], fps=info["fps"],
-                                    source=info.get("source", ""), extra=extra)  # fmt: skip
+                                    source=info.get("source", ""), extra=extra, attrs=_kept(info))  # fmt: skip
             store.close()
     return added
