@@ -22,6 +22,7 @@ from vadmil.extract.pipeline import (
     run_extraction,
     shard_of,
 )  # fmt: skip
+from vadmil.extract.threads import set_threads
 
 log = logging.getLogger("vadmil.extract")
 
@@ -36,6 +37,8 @@ def extract(cfg: DictConfig) -> dict:
         log.info("%d videos (shard %d/%d): %d to extract, %d already in %s", len(videos), cfg.shard,
                  cfg.num_shards, len(todo), len(videos) - len(todo), output)  # fmt: skip
         stream = extractor.stream(todo, cfg.batch_snippets)
+        threads = set_threads(cfg.get("threads", "auto"), cfg.num_workers)
+        log.info("backbone on %d torch thread(s) beside %d decoding worker(s)", threads, cfg.num_workers)
         runner = BackboneRunner(extractor.backbone, cfg.device, cfg.precision)
         result = run_extraction(store, stream, runner, cfg.num_workers, cfg.progress)
         record_failures(output, result["failed"], store)

@@ -24,6 +24,7 @@ from vadmil.data.labels import VideoLabel, frame_labels, normalise_video_id
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import Extractor
 from vadmil.extract.pipeline import BackboneRunner, list_videos
+from vadmil.extract.threads import set_threads
 from vadmil.rundir import RunDir
 from vadmil.score.features import VideoMeta, probe, scoring_extractor, snippet_features
 from vadmil.score.model import ScoringModel, load_scoring_model
@@ -144,6 +145,9 @@ def score(cfg: DictConfig) -> tuple[list[dict], dict[str, str]]:
     if cfg.weights:
         overrides.setdefault("backbone", {})["weights"] = to_absolute_path(cfg.weights)
     extractor = scoring_extractor(model.recipe, str(model.recipe.get("store")), overrides)
+    set_threads(
+        cfg.get("threads", "auto"), 0 if cfg.stream else cfg.num_workers
+    )  # streaming decodes in-process
     runner = BackboneRunner(extractor.backbone, cfg.device, cfg.precision)
     videos = list_videos(to_absolute_path(cfg.video))
     truth = ground_truth(cfg, videos)
