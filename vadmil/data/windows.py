@@ -163,7 +163,7 @@ def datamodule_for(cfg) -> tuple[type[MILDataModule], dict]:
     :class:`PseudoLabelDataModule`, everything else MIL bags."""
     training = cfg.get("training") or {}
     window = int(training.get("window", 64))
-    if cfg.model.get("normal_only"):
+    if (cfg.get("model") or {}).get("normal_only"):
         return NormalOnlyDataModule, {"window": window}
     if training.get("pseudo_labels"):
         return PseudoLabelDataModule, {
