@@ -10,14 +10,14 @@ from omegaconf import OmegaConf
 from vadmil.data.datamodule import video_loader
 from vadmil.data.store import FeatureStore
 from vadmil.evaluation.predict import evaluate_module
-from vadmil.rundir import RunDir, load_checkpoint, restore_module
+from vadmil.rundir import RunDir, load_checkpoint, load_run_config, restore_module
 
 
 def evaluate_run(run_dir: str | Path, eval_overrides: dict | None = None) -> dict:
     """Rebuild the head from ``<run>/config.yaml``, load ``<run>/checkpoints/best.ckpt``, score the test split."""
     run = RunDir(run_dir)
     run.require_finished()
-    cfg = OmegaConf.load(run.config)
+    cfg = load_run_config(run.config)  # checked: only allow-listed _target_s are built from it
     if eval_overrides:
         cfg.eval = OmegaConf.merge(cfg.eval, {k: v for k, v in eval_overrides.items() if v is not None})
     store = FeatureStore(cfg.dataset.store)
