@@ -10,7 +10,7 @@ The check resolves the target itself rather than matching its text, so a path th
 through an attribute (``vadmil.rundir.os.system``, ``torch.nn.modules.module.torch.save``) is refused too: every
 module on the way and the module that defines the final object must be allowed. Modules outside the allow-list are
 never imported. Allowed: the model parts (``vadmil.heads``, ``vadmil.losses``, ``vadmil.backbones``), the
-annotation loaders (``vadmil.data.annotations``, which only read files), ``torch.nn`` and ``torch.optim``, and,
+annotation loaders (``vadmil.data.annotations`` and ``.manifest``, which only read files), ``torch.nn`` and ``torch.optim``, and,
 only at ``dataset.prepare`` where the shipped configs put it, the synthetic data generator — a writer that a
 rebuild never calls. ``tests/test_trust.py`` checks that every target of the shipped ``conf/`` passes.
 """
@@ -32,6 +32,7 @@ ALLOWED_MODULES = (
     "vadmil.losses",
     "vadmil.backbones",
     "vadmil.data.annotations",
+    "vadmil.data.manifest",
     "vadmil.data.importers",
     "torch.nn",
     "torch.optim",

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from vadmil.data.bags import eval_features, pad_videos, pool_segments
+from vadmil.data.checks import check_split
 from vadmil.data.labels import VideoLabel
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError, check_choice
@@ -208,6 +209,7 @@ class MILDataModule(pl.LightningDataModule):
         batches_per_epoch: batches between validations (None: one pass over the larger class).
         val_fraction, split_seed: the stratified validation split of the training videos.
         cache: pre-pool every training bag in memory at setup (fast epochs; N·C·S·D floats).
+        end_inclusive, frame_span: the evaluation protocol, for checking test intervals against frame counts.
     """
 
     def __init__(
@@ -228,6 +230,8 @@ class MILDataModule(pl.LightningDataModule):
         eval_batch_size: int = 8,
         num_workers: int = 0,
         cache: bool = True,
+        end_inclusive: bool = True,
+        frame_span: str = "video",
     ):
         super().__init__()
         self.store = FeatureStore(store)
@@ -243,6 +247,9 @@ class MILDataModule(pl.LightningDataModule):
         self.val_fraction, self.split_seed, self.sample_seed = val_fraction, split_seed, sample_seed
         self.eval_batch_size, self.num_workers, self.cache = eval_batch_size, num_workers, cache
         self._check_ids()
+        # Every split (validation is drawn from train) checked now, before any training: shapes, finiteness, intervals.
+        self.train_videos = check_split(self.store, self.train_videos, "training", end_inclusive, frame_span)
+        self.test_videos = check_split(self.store, self.test_videos, "test", end_inclusive, frame_span)
         self.train_ids, self.val_ids = stratified_split(self.train_videos, val_fraction, split_seed)
         self.test_ids = list(self.test_videos)
         self._check_classes("test", self.test_videos)

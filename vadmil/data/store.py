@@ -332,6 +332,10 @@ class FeatureStore:
         info["n_snippets"] = int(g["features"].shape[0])
         return info
 
+    def features(self, video_id: str) -> h5py.Dataset:
+        """One video's features as stored, read lazily ([T, C, D]; slice it to read)."""
+        return self._group(video_id)["features"]
+
     def n_snippets(self, video_id: str) -> int:
         return int(self._group(video_id)["features"].shape[0])
 

@@ -7,8 +7,10 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from vadmil.data.checks import check_split
 from vadmil.data.datamodule import video_loader
 from vadmil.data.store import FeatureStore
+from vadmil.errors import VadmilError
 from vadmil.evaluation.predict import evaluate_module
 from vadmil.rundir import RunDir, load_checkpoint, load_run_config, restore_module
 
@@ -22,6 +24,13 @@ def evaluate_run(run_dir: str | Path, eval_overrides: dict | None = None) -> dic
         cfg.eval = OmegaConf.merge(cfg.eval, {k: v for k, v in eval_overrides.items() if v is not None})
     store = FeatureStore(cfg.dataset.store)
     test_videos = instantiate(cfg.dataset.annotations.test)
+    missing = [v for v in test_videos if v not in store]
+    if missing:
+        raise VadmilError(
+            f"{len(missing)} test video(s) of the run's annotations are not in its store {store.path}, e.g. "
+            f"'{missing[0]}'; was the store or the annotation file replaced since training?"
+        )
+    test_videos = check_split(store, test_videos, "test", cfg.eval.end_inclusive, cfg.eval.frame_span)
     module = restore_module(
         cfg, store.feature_dim, load_checkpoint(run.checkpoint)["state_dict"], run.checkpoint
     )

@@ -56,7 +56,8 @@ def make_datamodule(cfg: DictConfig, train_videos: dict, test_videos: dict, **ov
     """The data module of ``cfg.data`` on ``cfg.dataset.store`` (``standardise`` belongs to the model)."""
     data = {k: v for k, v in cfg.data.items() if k != "standardise"}
     return MILDataModule(store=cfg.dataset.store, train=train_videos, test=test_videos,
-                         feature_dim=cfg.dataset.feature_dim, **{**data, **overrides})  # fmt: skip
+                         feature_dim=cfg.dataset.feature_dim, end_inclusive=cfg.eval.end_inclusive,
+                         frame_span=cfg.eval.frame_span, **{**data, **overrides})  # fmt: skip
 
 
 def store_summary(store: FeatureStore) -> dict:
