@@ -46,7 +46,9 @@ def test_an_interval_wholly_past_the_end_names_the_video(store, tiny_splits):
     _, train, _ = tiny_splits
     v = next(v for v, x in train.items() if x.label)
     n = store.n_frames(v)
-    with pytest.raises(VadmilError, match=f"training video '{v}': its anomalous interval {n}-{n + 10} starts past"):
+    with pytest.raises(
+        VadmilError, match=f"training video '{v}': its anomalous interval {n}-{n + 10} starts past"
+    ):
         check_split(store, abnormal(store, v, (0, 3), (n, n + 10)), "training")
 
 
