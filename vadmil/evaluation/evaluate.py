@@ -15,10 +15,20 @@ from vadmil.evaluation.predict import evaluate_module
 from vadmil.rundir import RunDir, load_checkpoint, load_run_config, restore_module
 
 
-def evaluate_run(run_dir: str | Path, eval_overrides: dict | None = None) -> dict:
-    """Rebuild the head from ``<run>/config.yaml``, load ``<run>/checkpoints/best.ckpt``, score the test split."""
+def evaluate_run(
+    run_dir: str | Path, eval_overrides: dict | None = None, allow_unfinished: bool = False
+) -> dict:
+    """Rebuild the head from ``<run>/config.yaml``, load ``<run>/checkpoints/best.ckpt``, score the test split.
+    A run without ``metrics.json`` (killed, failed or still training) is refused unless ``allow_unfinished``: its
+    best.ckpt may be a mid-training checkpoint."""
     run = RunDir(run_dir)
     run.require_finished()
+    if not run.metrics.is_file() and not allow_unfinished:
+        state = f"failed ({run.error.name})" if run.error.is_file() else "was killed or is still running"
+        raise VadmilError(
+            f"{run.path} has no {run.metrics.name}: its training {state}, so {run.checkpoint.relative_to(run.path)} "
+            "may be a mid-training checkpoint; pass allow_unfinished=true to evaluate it anyway"
+        )
     cfg = load_run_config(run.config)  # checked: only allow-listed _target_s are built from it
     if eval_overrides:
         cfg.eval = OmegaConf.merge(cfg.eval, {k: v for k, v in eval_overrides.items() if v is not None})
