@@ -89,3 +89,31 @@ def test_names_that_are_markup_are_shown_literally(tmp_path):
     assert "\\<img src=x onerror=alert(1)\\>" in page and "## \\<b\\>ucf\\</b\\> — " in page
     html = (tmp_path / "out" / "leaderboard.html").read_text()
     assert "<img src=x" not in html and "&lt;b&gt;ucf" in html
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        ("features.store", {"a": 1}),
+        ("features", None),
+        ("eval_protocol", {}),
+        ("oracle_test.epoch", "x"),
+        ("seed", [0]),
+        ("test.frame_auc", "0.9"),
+        ("primary_metric", None),
+    ],
+)
+def test_odd_values_in_metrics_never_break_the_report(tmp_path, path, value):
+    root = tmp_path / "sweep"
+    make_run(root, "0_ok", seed=0)
+    run = make_run(root, "1_odd", seed=1)
+    (run / "config.yaml").write_bytes(b"\xff\xfe\x00binary")  # a config that is not text: ignored
+    metrics = json.loads((run / "metrics.json").read_text())
+    *parents, key = path.split(".")
+    node = metrics
+    for parent in parents:
+        node = node[parent]
+    node[key] = value
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    result = write_report([root], tmp_path / "out")
+    assert result["n_runs"] == 2

@@ -4,6 +4,7 @@ allow-listed targets; a crafted checkpoint or config is one line and writes noth
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,18 @@ def test_a_crafted_extraction_config_is_refused_before_building_the_backbone(tmp
     text = OmegaConf.to_yaml({"decoder": {}, "backbone": {"_target_": "os.system", "_args_": ["true"]}})
     with pytest.raises(VadmilError, match=r"store s.h5: refusing to build backbone \(_target_: os.system\)"):
         recorded_extraction({"extraction_config": text}, "s.h5")
+
+
+def test_checkpoints_and_run_configs_are_read_in_one_place():
+    """Every torch.load is weights_only; run configs are loaded only by vadmil/rundir.py (through the gate)."""
+    package = Path(__file__).resolve().parents[1] / "vadmil"
+    loads, configs = {}, []
+    for path in sorted(package.rglob("*.py")):
+        text, rel = path.read_text(), path.relative_to(package).as_posix()
+        for call in re.findall(r"torch\.load\(([^)]*)\)", text):
+            loads[rel] = call
+        if "OmegaConf.load(" in text:
+            configs.append(rel)
+    assert set(loads) == {"rundir.py", "backbones/weights.py"}, loads
+    assert all("weights_only=True" in call for call in loads.values()), loads
+    assert configs == ["rundir.py"]

@@ -60,7 +60,8 @@ class Run:
     def store(self) -> str | None:
         """The feature store's path (complete runs: as recorded; others: from the resolved config, if any)."""
         if self.metrics:
-            return _get(self.metrics, "features.store")
+            store = _get(self.metrics, "features.store")
+            return store if isinstance(store, str) else None
         store = _get(self.config, "dataset.store")
         return store if isinstance(store, str) and "${" not in store else None
 
@@ -76,7 +77,7 @@ def _get(data: dict, dotted: str, default=None):
 def _read_yaml(path: Path, default):
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # unreadable, not text (UnicodeDecodeError), not YAML
         return default
     return default if data is None else data
 

@@ -94,7 +94,7 @@ def protocols(section: Section) -> str:
     for run in (r for g in section.groups for r in g.runs):
         p = run.metrics.get("eval_protocol") or {}
         text = (
-            ", ".join(f"{k}={p[k]}" for k in ("end_inclusive", "frame_span"))
+            ", ".join(f"{k}={p.get(k, '?')}" for k in ("end_inclusive", "frame_span"))
             + f", FAR at ≥ {p.get('threshold')}"
         )
         if text not in seen:
