@@ -178,6 +178,14 @@ def score_crafted_checkpoint_config(inputs):
     ]
 
 
+def score_checkpoint_with_an_odd_recipe(inputs):
+    run = _run(inputs)
+    ckpt = torch.load(run.checkpoint, weights_only=True)
+    ckpt["vadmil"]["features"] = {"feature_dim": "many", "extraction_config": "decoder: {}"}
+    torch.save(ckpt, run.checkpoint)
+    return ["score", f"checkpoint={run.path}", f"video={inputs.root}"], ["no usable feature_dim", "'many'"]
+
+
 def score_truncated_checkpoint(inputs):
     run = _run(inputs)
     run.checkpoint.write_bytes(run.checkpoint.read_bytes()[:100])
@@ -252,7 +260,7 @@ CASES = [
     train_nan_in_a_test_video, train_test_video_of_another_crop_count, train_store_without_recipe,
     eval_pickled_payload, eval_crafted_config, eval_unfinished_run, eval_truncated_checkpoint,
     eval_not_a_checkpoint, eval_config_not_a_mapping, eval_test_video_of_another_crop_count,
-    score_crafted_checkpoint_config, score_truncated_checkpoint,
+    score_crafted_checkpoint_config, score_checkpoint_with_an_odd_recipe, score_truncated_checkpoint,
     import_dot_dot_file, import_disk_full, extract_dot_dot_video, report_not_a_directory, gt_check_npz,
 ]  # fmt: skip
 
