@@ -94,6 +94,16 @@ def train_interval_past_the_end(inputs):
     return _train(inputs, path), [f"test video '{video}'", "starts past its last frame"]
 
 
+def train_abnormal_test_video_without_interval(inputs):
+    rows, video = _videos(inputs), _test_abnormal(inputs)
+    for r in rows:
+        if r["video_id"] == video:
+            r["intervals"] = []
+    path = inputs.root / "no_interval.json"
+    path.write_text(json.dumps({"videos": rows}))
+    return _train(inputs, path), [f"abnormal video {video} has no temporal annotation"]
+
+
 def train_nan_in_a_test_video(inputs):
     video = _test_abnormal(inputs)
     _edit_store(inputs, video, lambda g: g["features"].__setitem__((0, 0, 0), np.nan))
@@ -136,6 +146,10 @@ def eval_unfinished_run(inputs):
     run = _run(inputs)
     run.metrics.unlink()
     return ["eval", f"run={run.path}"], ["no metrics.json", "allow_unfinished=true"]
+
+
+def eval_run_is_a_file(inputs):
+    return ["eval", f"run={inputs.manifest}"], ["is not a finished vadmil run"]
 
 
 def eval_truncated_checkpoint(inputs):
@@ -247,6 +261,18 @@ def report_not_a_directory(inputs):
     ]
 
 
+def report_no_run_dirs(inputs):
+    return ["report", f"runs={inputs.root}", f"output={inputs.root.parent / 'out'}"], ["no vadmil run dirs"]
+
+
+def gt_check_pickled_array(inputs):
+    np.save(inputs.root / "gt.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    (inputs.root / "list.txt").write_text("a\n")
+    args = ["gt-check", f"gt={inputs.root / 'gt.npy'}", f"list={inputs.root / 'list.txt'}", "dataset=manifest",
+            f"dataset.store={inputs.store}", f"dataset.annotations.path={inputs.manifest}"]  # fmt: skip
+    return args, ["cannot read released ground truth", "ValueError"]
+
+
 def gt_check_npz(inputs):
     np.savez(inputs.root / "gt.npz", gt=np.zeros(10))
     (inputs.root / "list.txt").write_text("a\n")
@@ -257,11 +283,13 @@ def gt_check_npz(inputs):
 
 CASES = [
     train_mistyped_split, train_space_separated_row, train_extra_column, train_interval_past_the_end,
-    train_nan_in_a_test_video, train_test_video_of_another_crop_count, train_store_without_recipe,
-    eval_pickled_payload, eval_crafted_config, eval_unfinished_run, eval_truncated_checkpoint,
+    train_abnormal_test_video_without_interval, train_nan_in_a_test_video,
+    train_test_video_of_another_crop_count, train_store_without_recipe,
+    eval_pickled_payload, eval_crafted_config, eval_unfinished_run, eval_run_is_a_file, eval_truncated_checkpoint,
     eval_not_a_checkpoint, eval_config_not_a_mapping, eval_test_video_of_another_crop_count,
     score_crafted_checkpoint_config, score_checkpoint_with_an_odd_recipe, score_truncated_checkpoint,
-    import_dot_dot_file, import_disk_full, extract_dot_dot_video, report_not_a_directory, gt_check_npz,
+    import_dot_dot_file, import_disk_full, extract_dot_dot_video, report_not_a_directory, report_no_run_dirs,
+    gt_check_pickled_array, gt_check_npz,
 ]  # fmt: skip
 
 
