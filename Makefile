@@ -3,6 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(PY) -m pytest
+RUFF   := $(PY) -m ruff  # works whether ruff is in the venv or in the site packages it inherits
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-slow test-all demo lint format bench clean
@@ -30,12 +31,12 @@ demo: install ## the whole pipeline on generated videos: extract, sweep every he
 	$(VENV)/bin/vadmil demo
 
 lint: install ## ruff lint + format check
-	$(VENV)/bin/ruff check vadmil tests bench
-	$(VENV)/bin/ruff format --check vadmil tests bench
+	$(RUFF) check vadmil tests bench
+	$(RUFF) format --check vadmil tests bench
 
 format: install ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix vadmil tests bench
-	$(VENV)/bin/ruff format vadmil tests bench
+	$(RUFF) check --fix vadmil tests bench
+	$(RUFF) format vadmil tests bench
 
 bench: install ## benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/bench_train.py

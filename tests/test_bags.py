@@ -1,4 +1,4 @@
-"""Bag pooling (METHODS.md §1), feature normalisation and padding against straightforward references."""
+"""Bag pooling (docs/methods.md §1), feature normalisation and padding against straightforward references."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from vadmil.errors import VadmilError
 
 
 def _ref_pool(x: np.ndarray, n_segments: int) -> np.ndarray:
-    """METHODS.md §1, one segment at a time: boundaries linspace(0, T, S + 1) truncated to int; segment i is the
+    """docs/methods.md §1, one segment at a time: boundaries linspace(0, T, S + 1) truncated to int; segment i is the
     mean of snippets [b_i, b_{i+1}), or the single snippet b_i when that range is empty."""
     t = x.shape[0]
     bounds = [int(b) for b in np.linspace(0, t, n_segments + 1)]

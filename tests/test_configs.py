@@ -62,3 +62,11 @@ def test_import_format_configs_name_real_readers(fmt):
         cfg = compose("import", [f"format={fmt}", "input=x", "output=y.h5"])
     assert check_targets(cfg.format) == 1
     assert OmegaConf.select(cfg, "format.extra_streams") is not None
+
+
+@pytest.mark.parametrize("group", ["logger", "callbacks"])
+def test_logger_and_callback_options_name_real_classes(group):
+    for option in options(group):
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose("train", [f"{group}={option}"])
+        assert check_targets(cfg[group]) >= 1, f"conf/{group}/{option}.yaml"

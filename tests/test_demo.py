@@ -94,8 +94,8 @@ def test_full_demo_every_head_clearly_above_chance(tmp_path):
     out = tmp_path / "demo"
     r = run_vadmil("demo", f"output={out}", "progress=false", cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
-    from vadmil.demo.pipeline import all_heads
+    from vadmil.commands.catalog import sweep_heads
 
-    result = _check_artefacts(out, all_heads())
+    result = _check_artefacts(out, sweep_heads())
     assert min(result["test_frame_auc"].values()) >= 0.75, result["test_frame_auc"]
     assert result["seconds"]["total"] < 600

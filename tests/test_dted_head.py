@@ -1,4 +1,4 @@
-"""DTEDHead (METHODS §5, reconstructed): encoder–decoder shape bookkeeping and its masked temporal ops."""
+"""DTEDHead (docs/methods.md §6, reconstructed): encoder–decoder shape bookkeeping and its masked temporal ops."""
 
 import pytest
 import torch

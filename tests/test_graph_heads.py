@@ -1,4 +1,4 @@
-"""The graph heads (METHODS §3): adjacencies and forward passes against plain computations written here."""
+"""The graph heads (docs/methods.md §4; docs/heads.md, GCN): adjacencies and forward passes against plain computations written here."""
 
 import math
 

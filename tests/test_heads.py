@@ -1,4 +1,4 @@
-"""FCNHead (Sultani et al., METHODS.md §2) and the HeadOutput every head returns."""
+"""FCNHead (Sultani et al., docs/methods.md §3) and the HeadOutput every head returns."""
 
 from pathlib import Path
 

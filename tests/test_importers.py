@@ -1,4 +1,4 @@
-"""Format readers of `vadmil import`: synthetic files in each public layout (METHODS.md §7)."""
+"""Format readers of `vadmil import`: synthetic files in each public layout (docs/methods.md §8)."""
 
 from __future__ import annotations
 

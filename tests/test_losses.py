@@ -1,4 +1,4 @@
-"""MIL losses (METHODS.md §2, §4) against analytic cases and plain-Python loops written here."""
+"""MIL losses (docs/methods.md §3, §5) against analytic cases and plain-Python loops written here."""
 
 import itertools
 import math

@@ -1,4 +1,4 @@
-"""vadmil.evaluation.metrics against scikit-learn on the conventions of METHODS.md §1."""
+"""vadmil.evaluation.metrics against scikit-learn on the conventions of docs/methods.md §2."""
 
 import math
 import warnings

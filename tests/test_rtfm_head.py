@@ -1,4 +1,4 @@
-"""RTFMHead (METHODS §4): the MTN's structure, the non-local block, initialisation and magnitudes."""
+"""RTFMHead (docs/methods.md §5; docs/heads.md, RTFM): the MTN's structure, the non-local block, initialisation and magnitudes."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Top-k selection, top-k BCE, RTFM's magnitude loss and DTED's separation term (METHODS §3–5): analytic cases,
+"""Top-k selection, top-k BCE, RTFM's magnitude loss and DTED's separation term (docs/methods.md §4–6; docs/heads.md): analytic cases,
 plain-Python references written here, and RTFM's whole objective against a straightforward reimplementation."""
 
 import math

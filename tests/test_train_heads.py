@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_OVERRIDES, run_vadmil
-from vadmil.commands.base import config_dir
+from vadmil.commands.catalog import experiment_methods, group_configs, sweep_heads
 
-CONF = Path(config_dir())
-MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+MODELS = sweep_heads()
+# One file per method; its <method>_<dataset> shorthands compose to the same settings (tests/test_catalog.py).
+EXPERIMENTS = experiment_methods()
 # A small planted data set: 30 + 30 training videos, 32-d features, 2 crops.
 SMALL = dict(n_train_normal=30, n_train_abnormal=30, n_test_normal=15, n_test_abnormal=15, feature_dim=32,
              n_crops=2, min_snippets=12, max_snippets=60, anomaly_strength=4.0)  # fmt: skip
@@ -36,7 +36,7 @@ def head_runs(tmp_path_factory) -> dict[str, dict]:
     result = run_vadmil(
         "train", "-m", f"model={','.join(MODELS)}", "seed=0", *[f"dataset.prepare.{k}={v}" for k, v in SMALL.items()],
         "trainer.max_steps=200", "data.batch_size=16", "data.batches_per_epoch=20", "trainer.enable_progress_bar=false",
-        cwd=work, timeout=900,
+        cwd=work, timeout=1800,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     runs = {m["head"]: m for m in _runs(work / "runs").values() if "head" in m}
@@ -57,11 +57,18 @@ def test_every_experiment_config_runs_end_to_end(tmp_path):
     overrides = [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_steps", "data.batch_size"))]
     result = run_vadmil(
         "train", "-m", f"experiment={','.join(EXPERIMENTS)}", "dataset=synthetic", *overrides,
-        "trainer.max_steps=3", cwd=tmp_path, timeout=900,
+        "trainer.max_steps=3", cwd=tmp_path, timeout=1800,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     runs = _runs(tmp_path / "runs")
     assert len(runs) == len(EXPERIMENTS)
     failed = {name: m["error"] for name, m in runs.items() if "error" in m}
     assert not failed, failed
-    assert {m["head"] for m in runs.values()} >= {"fcn", "gcn", "gcn_hlnet", "rtfm", "dted"}
+    experiments = group_configs("experiment")
+    heads = {
+        d["override /model"]
+        for e in EXPERIMENTS
+        for d in experiments[e]["defaults"]
+        if "override /model" in d
+    }
+    assert {m["head"] for m in runs.values()} == heads

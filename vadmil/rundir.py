@@ -9,7 +9,7 @@ Layout::
         predictions.npz         per test video: snippet scores, frame scores and frame labels
         metrics.json            written last: its presence marks a complete run
         error.txt               a failed run's one-line reason (a failed run never looks complete)
-        logs/                   the CSV logger's metrics
+        logs/                   the CSV logger's metrics (the default logger; conf/logger/ says where others write)
         eval.json               written by `vadmil eval`
         scores/                 `vadmil score`'s output, unless told otherwise
         .hydra/                 Hydra's config.yaml (unresolved), hydra.yaml (choices), overrides.yaml
@@ -69,6 +69,7 @@ class RunDir:
     predictions = property(lambda self: self.path / PREDICTIONS)
     metrics = property(lambda self: self.path / METRICS)
     error = property(lambda self: self.path / ERROR)
+    logs = property(lambda self: self.path / LOGS)  # the default (CSV) logger's folder, conf/logger/csv.yaml
     eval = property(lambda self: self.path / EVAL)
     scores = property(lambda self: self.path / SCORES)
     hydra_config = property(lambda self: self.path / HYDRA / "config.yaml")

@@ -16,8 +16,8 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from vadmil.data.feature_files import FeatureReader
 from vadmil.data.geometry import SnippetGeometry
-from vadmil.data.importers import FeatureReader
 from vadmil.data.labels import normalise_video_id
 from vadmil.data.recipe import make_recipe
 from vadmil.data.store import FeatureStore

@@ -23,15 +23,10 @@ from pathlib import Path
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vadmil.commands.base import config_dir
+from vadmil.commands.catalog import sweep_heads
 from vadmil.demo.videos import DemoVideoSpec, generate_videos
 from vadmil.errors import VadmilError
 from vadmil.rundir import METRICS
-
-
-def all_heads() -> list[str]:
-    """Every head with a model config (conf/model/*.yaml)."""
-    return sorted(p.stem for p in (Path(config_dir()) / "model").glob("*.yaml"))
 
 
 def run_stage(name: str, args: list[str], log: Path) -> float:
@@ -87,7 +82,7 @@ def demo(cfg: DictConfig) -> dict:
     times["extract"] = run_stage("extract", ["extract", f"input={videos}", f"output={store}", *extract,
                                              f"progress={str(cfg.progress).lower()}"], log)  # fmt: skip
     runs = out / "runs"
-    heads = list(cfg.heads) if cfg.heads else all_heads()
+    heads = list(cfg.heads) if cfg.heads else sweep_heads()
     train = ["train", "-m", "sweep=demo", f"model={','.join(heads)}", f"seed={','.join(map(str, cfg.seeds))}",
              f"dataset.store={store}", f"dataset.annotations.path={manifest}", f"trainer.max_steps={cfg.steps}",
              f"hydra.launcher.n_jobs={cfg.jobs}", f"hydra.sweep.dir={runs}"]  # fmt: skip

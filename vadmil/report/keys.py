@@ -24,8 +24,8 @@ _NOT_VARIANT = {
     "data.sample_seed", "data.num_workers", "data.eval_batch_size", "trainer.enable_progress_bar",
     "trainer.log_every_n_steps", "trainer.accelerator", "trainer.devices",
 }  # fmt: skip
-_NOT_LABEL_KEYS = {"seed", "model", "dataset", "sweep"}  # shown as columns, or the sweep's name
-_NOT_LABEL_PREFIXES = ("dataset.", "paths.", "hydra.", "hydra/", "oracle.")
+_NOT_LABEL_KEYS = {"seed", "model", "dataset", "sweep", "logger"}  # columns, the sweep's name, the tracker
+_NOT_LABEL_PREFIXES = ("dataset.", "paths.", "hydra.", "hydra/", "oracle.", "logger.")
 
 
 def digest(data, n: int = 8) -> str:

@@ -30,32 +30,40 @@ ORACLE_LABEL = "oracle: best-on-test checkpoint (leaks the test set; for parity 
 class OracleTest(pl.Callback):
     """Score the test split every ``every`` validations; keep the checkpoint-free best of ``metric``.
 
+    Built from config (conf/callbacks/oracle.yaml); the test split comes from the trainer's datamodule at setup.
+
     Args:
-        store, videos, loader: the test split (store, id → label, full-video loader).
-        protocol: the ``eval`` config (``end_inclusive``, ``frame_span``, ``threshold``).
+        every: validations between test evaluations (0: off).
         metric: the dataset's primary metric (``frame_auc``, ``frame_ap_step`` or ``frame_ap_trapz``).
-        every: validations between test evaluations (≥ 1).
+        protocol: the ``eval`` config (``end_inclusive``, ``frame_span``, ``threshold``).
+        store, videos, loader: the test split (store, id → label, full-video loader); default: the trainer's
+            datamodule's (``store``, ``test_videos``, ``test_dataloader()``).
     """
 
-    def __init__(self, store: FeatureStore, videos: Mapping[str, VideoLabel], loader: DataLoader,
-                 protocol: Mapping, metric: str, every: int):  # fmt: skip
+    def __init__(self, every: int, metric: str, protocol: Mapping, store: FeatureStore | None = None,
+                 videos: Mapping[str, VideoLabel] | None = None, loader: DataLoader | None = None):  # fmt: skip
         check_choice("primary_metric", metric, FRAME_RANKING_METRICS, where="oracle")
-        if every < 1:
+        if not isinstance(every, int) or every < 0:
             raise VadmilError(
                 f"oracle.every={every}: give a number of validations ≥ 1 (0 disables the oracle)"
             )
         self.store, self.videos, self.loader = store, videos, loader
-        self.protocol, self.metric, self.every = protocol, metric, every
+        self.protocol, self.metric, self.every = dict(protocol), metric, every
         self.n_validations = 0
         self.history: list[tuple[int, int, float]] = []  # (epoch, step, value) of each test evaluation
         self.best: tuple | None = None  # value, epoch, step, scores, frame metrics (None: not computed yet)
         self.seconds = 0.0
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        dm = trainer.datamodule
+        if self.every and self.store is None and dm is not None:
+            self.store, self.videos, self.loader = dm.store, dm.test_videos, dm.test_dataloader()
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         self.n_validations += 1
-        if self.n_validations % self.every == 0:
+        if self.every and self.n_validations % self.every == 0:
             self.consider(pl_module, trainer.current_epoch, trainer.global_step)
 
     def consider(self, module: pl.LightningModule, epoch: int, step: int) -> float:

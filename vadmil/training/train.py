@@ -11,18 +11,16 @@ from pathlib import Path
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vadmil import __version__
 from vadmil.data.datamodule import MILDataModule
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 from vadmil.evaluation.predict import evaluate_module
-from vadmil.rundir import BEST, LOGS, RunDir, load_checkpoint, save_predictions, write_json
+from vadmil.rundir import RunDir, load_checkpoint, save_predictions, write_json
+from vadmil.training.callbacks import build_callbacks, build_loggers, final_metrics, log_final
 from vadmil.training.module import MILModule
-from vadmil.training.oracle import OracleTest
 
 log = logging.getLogger("vadmil.training.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
@@ -71,20 +69,13 @@ def store_summary(store: FeatureStore) -> dict:
     }
 
 
-def make_oracle(cfg: DictConfig, dm: MILDataModule) -> OracleTest | None:
-    """The best-on-test callback when ``oracle.every`` > 0 (see :mod:`vadmil.training.oracle`), else None."""
-    every = int(cfg.get("oracle", {}).get("every", 0) or 0)
-    if every <= 0:
-        return None
-    metric = cfg.dataset.get("primary_metric", "frame_auc")
-    return OracleTest(dm.store, dm.test_videos, dm.test_dataloader(), cfg.eval, metric, every)
-
-
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Train ``cfg`` (the composed ``conf/train.yaml``) into ``run_dir`` (default: Hydra's output dir); returns
     what it writes to ``metrics.json``."""
     run = RunDir(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
     run_dir = run.path
+    with open_dict(cfg):  # loggers and callbacks write under ${run_dir}
+        cfg.run_dir = str(run_dir.absolute())
     cfg = resolve_config(cfg)
     OmegaConf.save(cfg, run.config)
     pl.seed_everything(cfg.seed, workers=True)
@@ -105,15 +96,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         dm.feature_dim, dm.n_crops,
     )  # fmt: skip
 
-    checkpoint = ModelCheckpoint(
-        dirpath=run.checkpoints, filename=BEST, monitor="val/selection", mode="max",
-        save_top_k=1, auto_insert_metric_name=False,
-    )  # fmt: skip
-    oracle = make_oracle(cfg, dm)
+    callbacks, checkpoint, oracle = build_callbacks(cfg)
+    loggers = build_loggers(cfg)
+    for logger in loggers:
+        logger.log_hyperparams(module.run_info["config"])
     trainer = pl.Trainer(
         **cfg.trainer, max_epochs=-1, num_sanity_val_steps=0, enable_model_summary=False,
-        logger=CSVLogger(run_dir, name="", version=LOGS), default_root_dir=run_dir,
-        callbacks=[checkpoint] + ([oracle] if oracle else []),
+        logger=loggers or False, default_root_dir=run_dir, callbacks=callbacks,
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -159,6 +148,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     }
     if oracle:
         metrics["oracle_test"] = oracle.summary()
+    log_final(loggers, final_metrics(metrics), trainer.global_step)
     write_json(run.metrics, metrics)  # written last: its presence marks a complete run
     _print_summary(run_dir, metrics)
     return metrics
