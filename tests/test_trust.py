@@ -99,9 +99,8 @@ def test_targets_are_found_at_any_depth_and_after_interpolation():
 def make_run(root: Path, store: Path, manifest: Path) -> RunDir:
     """A finished run dir as `vadmil train` lays it out (an untrained FCN; no fit needed to test loading)."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose(
-            "train", ["dataset=manifest", f"dataset.store={store}", f"dataset.annotations.path={manifest}"]
-        )
+        overrides = ["dataset=manifest", f"dataset.store={store}", f"dataset.annotations.path={manifest}"]
+        cfg = compose("train", [*overrides, f"run_dir={root / 'run'}"])
     cfg = resolve_config(cfg)
     run = RunDir(root / "run")
     run.checkpoints.mkdir(parents=True)
@@ -203,3 +202,28 @@ def test_checkpoints_and_run_configs_are_read_in_one_place():
     assert set(loads) == {"rundir.py", "backbones/weights.py"}, loads
     assert all("weights_only=True" in call for call in loads.values()), loads
     assert configs == ["rundir.py"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["logger=[csv,tensorboard,mlflow,wandb]", "callbacks=[default,lr_monitor]"],
+        ["experiment=rtfm_ucf_crime", "dataset.store=s.h5", "paths.annotations=a"],
+        ["model=dted"],
+        ["model=gcn_hlnet"],
+    ],
+)
+def test_a_composed_training_config_passes_the_gate(overrides):
+    """What `vadmil train` saves into a run (its resolved config) is what eval and score rebuild from."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", ["run_dir=/tmp/run", *overrides])
+    assert trusted_config(cfg, "composed").model.name
+
+
+def test_logger_and_callback_targets_are_allowed_only_under_their_keys():
+    check_target("callbacks.early_stop", "pytorch_lightning.callbacks.EarlyStopping", "run")
+    check_target("logger.csv", "pytorch_lightning.loggers.CSVLogger", "run")
+    for key in ("model.head", "dataset.annotations.test", "callbacksx"):
+        with pytest.raises(VadmilError, match="refusing to build"):
+            check_target(key, "pytorch_lightning.loggers.CSVLogger", "run")

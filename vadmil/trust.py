@@ -9,10 +9,12 @@ module. Anything else is refused with one line naming the key path and the targe
 The check resolves the target itself rather than matching its text, so a path that walks out of an allowed module
 through an attribute (``vadmil.rundir.os.system``, ``torch.nn.modules.module.torch.save``) is refused too: every
 module on the way and the module that defines the final object must be allowed. Modules outside the allow-list are
-never imported. Allowed: the model parts (``vadmil.heads``, ``vadmil.losses``, ``vadmil.backbones``), the
-annotation loaders (``vadmil.data.annotations`` and ``.manifest``, which only read files), ``torch.nn`` and ``torch.optim``, and,
-only at ``dataset.prepare`` where the shipped configs put it, the synthetic data generator — a writer that a
-rebuild never calls. ``tests/test_trust.py`` checks that every target of the shipped ``conf/`` passes.
+never imported. Allowed anywhere: the model parts (``vadmil.heads``, ``vadmil.losses``, ``vadmil.backbones``),
+the annotation loaders and feature readers (``vadmil.data.annotations``, ``.manifest``, ``.importers``: they only
+read files), ``torch.nn`` and ``torch.optim``. Allowed only under the key where the shipped configs use them, keys
+a rebuild never instantiates: the synthetic data generator (a writer) at ``dataset.prepare``, the Lightning loggers
+and callbacks (and vadmil's) under ``logger`` and ``callbacks``. ``tests/test_trust.py`` checks that every target
+of the shipped ``conf/`` passes.
 """
 
 from __future__ import annotations
@@ -37,9 +39,20 @@ ALLOWED_MODULES = (
     "torch.nn",
     "torch.optim",
 )
-# Targets allowed only at one key path: the writers the shipped configs use to make data before training
-# (key path → targets). Rebuilding a run never instantiates these keys.
-ALLOWED_AT = {"dataset.prepare": ("vadmil.data.synthetic.ensure_synthetic",)}
+# More allowed only under one key (the key or its children): what the shipped configs use to make data and to log
+# during training — writers, trackers. Rebuilding a run (eval, score) never instantiates these keys.
+_TRAINING_PARTS = ("vadmil.training.callbacks", "vadmil.training.oracle")
+ALLOWED_AT = {
+    "dataset.prepare": ("vadmil.data.synthetic.ensure_synthetic",),
+    "logger": ("pytorch_lightning.loggers", "lightning.pytorch.loggers", *_TRAINING_PARTS),
+    "callbacks": ("pytorch_lightning.callbacks", "lightning.pytorch.callbacks", *_TRAINING_PARTS),
+}
+
+
+def _allowed_at(key: str) -> tuple[str, ...]:
+    return tuple(
+        m for k, ms in ALLOWED_AT.items() if key == k or key.startswith((f"{k}.", f"{k}[")) for m in ms
+    )
 
 
 def _within(name: str, modules: tuple[str, ...]) -> bool:
@@ -88,7 +101,7 @@ def targets(node, path: str = "") -> Iterator[tuple[str, object]]:
 
 def check_target(key: str, target, source: str) -> None:
     """Refuse ``target`` at ``key`` unless it resolves inside the allow-list (see the module docstring)."""
-    modules = ALLOWED_MODULES + ALLOWED_AT.get(key, ())
+    modules = ALLOWED_MODULES + _allowed_at(key)
     if not _resolves_inside(target, modules):
         raise VadmilError(
             f"{source}: refusing to build {key} (_target_: {target}): a config read back from a run dir, "
