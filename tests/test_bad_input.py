@@ -229,7 +229,9 @@ def _import(folder: Path, output: Path) -> list[str]:
 def import_dot_dot_file(inputs):
     folder = _features_dir(inputs, "a.npy")
     np.save(folder / "..npy", np.ones((4, 16), np.float32))  # np.save would append .npy to a name without it
-    return _import(folder, inputs.root.parent / "new.h5"), ["cannot derive a video id from '..npy'"]
+    return _import(folder, inputs.root.parent / "new.h5"), [
+        "cannot derive a video id from the file name '..npy'"
+    ]
 
 
 def import_disk_full(inputs, monkeypatch):
