@@ -63,9 +63,10 @@ def test_generation_is_idempotent_and_checks_its_spec(tmp_path):
         DemoVideoSpec(n_test_abnormal=0)
 
 
-def _check_artefacts(out: Path, heads: list[str]) -> dict:
+def _check_artefacts(out: Path, heads: list[str], self_trained: list[str]) -> dict:
+    """``heads``: the main sweep's; ``self_trained``: the rows the self-training sweep adds."""
     result = json.loads((out / "demo.json").read_text())
-    assert set(result["test_frame_auc"]) == set(heads)
+    assert set(result["test_frame_auc"]) == set(heads) | set(self_trained)
     for path in ("data/manifest.json", "features/demo_x3d_xs.h5", "report/leaderboard.md", "report/leaderboard.html",
                  "report/leaderboard.csv", "demo.log"):  # fmt: skip
         assert (out / path).is_file(), path
@@ -82,8 +83,18 @@ def test_demo_small_runs_every_stage(tmp_path):
     r = run_vadmil("demo", f"output={out}", *spec, "heads=[fcn,dted]", "steps=8", "progress=false",
                    "extract.crop_size=64", "extract.short_side=64", cwd=tmp_path, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
-    _check_artefacts(out, ["dted", "fcn"])
-    for stage in ("== extract", "== sweep", "== report", "== score", "artefacts:", "RANDOM-INIT"):
+    result = _check_artefacts(out, ["dted", "fcn"], ["fcn (weak+pseudo-labels)"])
+    assert len(list((out / "runs" / "self_training").glob("*/stages/2_pseudo/pseudo_labels.npz"))) == 2
+    assert result["scored_with"].startswith(str(out / "runs"))
+    for stage in (
+        "== extract",
+        "== sweep",
+        "== self-training",
+        "== report",
+        "== score",
+        "artefacts:",
+        "RANDOM-INIT",
+    ):
         assert stage in r.stdout
     assert "$ vadmil extract input=" in r.stdout  # every stage shows its command
 
@@ -96,6 +107,6 @@ def test_full_demo_every_head_clearly_above_chance(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     from vadmil.commands.catalog import sweep_heads
 
-    result = _check_artefacts(out, sweep_heads())
+    result = _check_artefacts(out, sweep_heads(), ["fcn (weak+pseudo-labels)"])
     assert min(result["test_frame_auc"].values()) >= 0.75, result["test_frame_auc"]
     assert result["seconds"]["total"] < 600

@@ -88,7 +88,15 @@ def test_every_model_config_takes_a_training_step(model):
     }
     batch["mask"][0, 3:] = False  # a short abnormal bag (T < k for top-k heads)
     batch["x"][:3, :, 10:14] += 3.0  # a planted anomaly
+    if cfg.model.get("normal_only"):  # unsupervised heads only ever see normal bags
+        batch["label"] = torch.zeros(b)
     before = {k: v.detach().clone() for k, v in module.head.state_dict().items()}
+    if not getattr(module.head, "trainable", True):  # statistics heads (knn, gaussian): fitted, not optimised
+        assert optimizer is None and not any(p.requires_grad for p in module.head.parameters())
+        module.head.fit_normal(lambda: [batch["x"][3:].reshape(-1, D)])
+        changed = [k for k, v in module.head.state_dict().items() if not torch.equal(v, before[k])]
+        assert changed, f"model={model}: fitting changed nothing"
+        return
     module.train()
     loss, parts = module.objective(module(batch["x"], batch["mask"]), batch)
     assert set(parts) == set(cfg.model.objective.terms)

@@ -128,8 +128,8 @@ def test_markdown_lists_failed_runs_and_labels_oracle_columns(runs_dir, tmp_path
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     assert md.count("## ucf\\_crime — ") == 2  # one table per feature set; names are Markdown-escaped
     assert "frame AUC (val-selected)" in md and "frame AUC (oracle: best-on-test)" in md
-    assert "| 1 | rtfm | rtfm | 3 (+1 failed) | 0.8800 ± 0.0200 |" in md
-    assert "| 3 | gcn | sultani | 1 | 0.7000 ± – |" in md
+    assert "| 1 | rtfm | weak | rtfm | 3 (+1 failed) | 0.8800 ± 0.0200 |" in md
+    assert "| 3 | gcn | weak | sultani | 1 | 0.7000 ± – |" in md
     assert "## Runs that did not finish" in md
     assert (
         "sweep/6\\_fcn\\_failed | failed | ucf\\_crime | fcn | 2 | the store has no video 'x'; re-extract it |"
@@ -265,3 +265,33 @@ def test_oracle_is_recorded_apart_and_leaves_training_unchanged(tmp_path):
     assert "leaks the test set" in oracle["label"] and oracle["chosen_on"] == "frame_auc"
     assert oracle["frame_auc"] >= metrics[1]["test"]["frame_auc"]  # the selected checkpoint is a candidate
     assert oracle["n_evaluations"] >= 2 and metrics[1]["test_frames_per_second"] > 0
+
+
+def test_supervision_families_are_separate_rows_with_their_supervision(tmp_path):
+    root = tmp_path / "sweep"
+    make_run(root, "0_fcn", head="fcn", auc=0.80)  # written before the key existed: weak
+    for name, supervision, auc in (("1_fcn_st", "weak+pseudo-labels", 0.85), ("2_knn", "none", 0.7)):
+        run = make_run(root, name, head="fcn" if name.endswith("st") else "knn", auc=auc)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["supervision"] = supervision
+        if supervision == "none":
+            metrics["validation"] = {"video_auc": None, "normal_error": 0.3}
+        else:
+            metrics["objective"] = "self_training"
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    result = write_report([root], tmp_path / "out")
+    rows = [(g.head, g.supervision, g.objective) for g in result["sections"][0].groups]
+    assert rows == [
+        ("fcn", "weak+pseudo-labels", "self_training"),
+        ("fcn", "weak", "sultani"),
+        ("knn", "none", "sultani"),
+    ]
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "| 3 | knn | none | sultani | 1 | 0.7000 ± – |" in md and "none = unsupervised" in md
+    board = read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert [r["supervision"] for r in board] == ["weak+pseudo-labels", "weak", "none"]
+    assert {r["supervision"] for r in read_csv(tmp_path / "out" / "runs.csv")} == {
+        "weak",
+        "weak+pseudo-labels",
+        "none",
+    }

@@ -49,7 +49,10 @@ def test_every_head_learns_the_planted_anomalies(head_runs, model):
     metrics = head_runs[model]
     assert metrics["status"] == "complete"
     assert metrics["test"]["frame_auc"] >= LEARNED_AUC, metrics["test"]
-    assert metrics["validation"]["video_auc"] > 0.5
+    if metrics["supervision"] == "none":  # unsupervised: selected on normal videos only, no video AUC
+        assert metrics["validation"]["video_auc"] is None and metrics["validation"]["normal_error"] >= 0
+    else:
+        assert metrics["validation"]["video_auc"] > 0.5
 
 
 def test_every_experiment_config_runs_end_to_end(tmp_path):

@@ -2,7 +2,8 @@
 
 1. write the street-scene videos and their manifest (:mod:`vadmil.demo.videos`);
 2. `vadmil extract` them with a small backbone (X3D-XS, randomly initialised: no download; the store says so);
-3. `vadmil train -m sweep=demo`: every head x seeds, in parallel (joblib);
+3. `vadmil train -m sweep=demo`: every head x seeds, in parallel (joblib) — the weakly supervised heads and the
+   unsupervised baselines — then the ``self_training`` heads again with `training=self_training`;
 4. `vadmil report`: the leaderboard;
 5. `vadmil score` one test video with the run that has the best *validation* AUC, with its plot.
 
@@ -50,10 +51,13 @@ def run_stage(name: str, args: list[str], log: Path) -> float:
 
 
 def best_run(runs: Path) -> Path:
-    """The run dir with the highest validation video AUC (model selection never looks at test metrics)."""
+    """The run dir with the highest validation video AUC (model selection never looks at test metrics;
+    unsupervised runs have no validation AUC and are not candidates)."""
     scored = []
     for metrics in sorted(runs.glob(f"*/{METRICS}")):
         m = json.loads(metrics.read_text())
+        if m["validation"].get("video_auc") is None:
+            continue
         scored.append((m["validation"]["video_auc"], m["head"], -m["seed"], metrics.parent))
     if not scored:
         raise VadmilError(f"no finished run in {runs}")
@@ -61,9 +65,16 @@ def best_run(runs: Path) -> Path:
 
 
 def head_auc(leaderboard_csv: Path) -> dict[str, float]:
-    """Mean test frame AUC per head, from the report's leaderboard.csv."""
+    """Mean test frame AUC per head, from the report's leaderboard.csv; rows of other supervision than ``weak``
+    are named ``<head> (<supervision>)``."""
     with open(leaderboard_csv) as f:
-        return {r["head"]: float(r["test_frame_auc_mean"]) for r in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    return {
+        r["head"] if r.get("supervision", "weak") == "weak" else f"{r['head']} ({r['supervision']})": float(
+            r["test_frame_auc_mean"]
+        )
+        for r in rows
+    }
 
 
 def demo(cfg: DictConfig) -> dict:
@@ -83,10 +94,16 @@ def demo(cfg: DictConfig) -> dict:
                                              f"progress={str(cfg.progress).lower()}"], log)  # fmt: skip
     runs = out / "runs"
     heads = list(cfg.heads) if cfg.heads else sweep_heads()
-    train = ["train", "-m", "sweep=demo", f"model={','.join(heads)}", f"seed={','.join(map(str, cfg.seeds))}",
-             f"dataset.store={store}", f"dataset.annotations.path={manifest}", f"trainer.max_steps={cfg.steps}",
-             f"hydra.launcher.n_jobs={cfg.jobs}", f"hydra.sweep.dir={runs}"]  # fmt: skip
+    common = [f"seed={','.join(map(str, cfg.seeds))}", f"dataset.store={store}", f"dataset.annotations.path={manifest}",
+              f"trainer.max_steps={cfg.steps}", f"hydra.launcher.n_jobs={cfg.jobs}"]  # fmt: skip
+    train = ["train", "-m", "sweep=demo", f"model={','.join(heads)}", *common, f"hydra.sweep.dir={runs}"]
     times["sweep"] = run_stage(f"sweep: {len(heads)} heads x {len(cfg.seeds)} seeds", train, log)
+    if cfg.get("self_training"):
+        st = ["train", "-m", "sweep=demo", "training=self_training", f"model={','.join(cfg.self_training)}",
+              *common, f"hydra.sweep.dir={runs / 'self_training'}"]  # fmt: skip
+        times["sweep"] += run_stage(
+            f"self-training: {', '.join(cfg.self_training)} x {len(cfg.seeds)} seeds", st, log
+        )
     report = out / "report"
     times["report"] = run_stage("report", ["report", f"runs={runs}", f"output={report}"], log)
     chosen = best_run(runs)

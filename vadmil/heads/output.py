@@ -19,6 +19,9 @@ class HeadOutput:
         logits: optional pre-sigmoid scores, [N, T] (losses that pool logits, e.g. HL-Net's top-k BCE).
         magnitudes: optional per-snippet feature magnitudes, [N, T] (RTFM-style heads).
         features: optional per-snippet embeddings the losses need, [N, T, E].
+        raw: optional uncalibrated anomaly scores of the normal-model heads (distance, Mahalanobis distance,
+            reconstruction or prediction error; larger is more anomalous), [N, T] (see
+            :mod:`vadmil.heads.normality`).
         topk_index, topk_valid: set after folding by an objective's selector (label-free, shared by every term
             that needs it): the selected snippets of each bag [B, K] and which of them are real [B, K] (K is
             clipped to T; bags with fewer valid snippets than K have invalid trailing entries).
@@ -28,6 +31,7 @@ class HeadOutput:
     logits: torch.Tensor | None = None
     magnitudes: torch.Tensor | None = None
     features: torch.Tensor | None = None
+    raw: torch.Tensor | None = None
     topk_index: torch.Tensor | None = None
     topk_valid: torch.Tensor | None = None
 

@@ -78,6 +78,7 @@ class Group:
     objective_hash: str
     overrides: tuple[str, ...]  # the runs' command-line settings (see keys.variant_overrides)
     variant_hash: str
+    supervision: str = "weak"  # see Run.supervision
     runs: list[Run] = field(default_factory=list)  # complete, sorted by seed then path
     incomplete: list[Run] = field(default_factory=list)  # failed or unfinished
     rank: int | None = None
@@ -166,9 +167,9 @@ def build_sections(runs: list[Run]) -> tuple[list[Section], list[Run]]:
 def _group(groups: dict, section: Section, run: Run) -> Group:
     objective, objective_hash = objective_key(run)
     variant_hash, overrides = variant_key(run)
-    key = (section.dataset, section.features_id, run.head, objective_hash, variant_hash)
+    key = (section.dataset, section.features_id, run.head, run.supervision, objective_hash, variant_hash)
     if key not in groups:
-        groups[key] = Group(run.head, objective, objective_hash, overrides, variant_hash)
+        groups[key] = Group(run.head, objective, objective_hash, overrides, variant_hash, run.supervision)
         section.groups.append(groups[key])
     return groups[key]
 

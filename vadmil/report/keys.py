@@ -19,7 +19,7 @@ import json
 from vadmil.report.runs import Run, _get
 
 _NOT_FEATURES = ("store", "mean_norm")
-_VARIANT_SECTIONS = ("model", "data", "trainer", "eval")
+_VARIANT_SECTIONS = ("model", "data", "trainer", "eval", "training")
 _NOT_VARIANT = {
     "data.sample_seed", "data.num_workers", "data.eval_batch_size", "trainer.enable_progress_bar",
     "trainer.log_every_n_steps", "trainer.accelerator", "trainer.devices",
@@ -49,7 +49,8 @@ def features_key(metrics: dict) -> tuple[str, str]:
 def objective_key(run: Run) -> tuple[str, str]:
     """(name, hash) of the run's objective; the name is its config choice, else its class name."""
     objective = _get(run.config, "model.objective", {}) or {}
-    name = run.choices.get("model/objective")
+    # A run that names its objective itself (self-training: its stages have different ones) is taken at its word.
+    name = (run.metrics or {}).get("objective") or run.choices.get("model/objective")
     if not name:
         target = objective.get("_target_", "?") if isinstance(objective, dict) else "?"
         name = str(target).rsplit(".", 1)[-1]

@@ -52,6 +52,16 @@ class Run:
         return str(_get(self.config, "model.name", self.choices.get("model", "?")))
 
     @property
+    def supervision(self) -> str:
+        """``weak`` (MIL on video labels), ``weak+pseudo-labels`` (self-training) or ``none`` (unsupervised:
+        normal training videos only); runs written before the key existed were all ``weak``."""
+        if self.metrics and self.metrics.get("supervision"):
+            return str(self.metrics["supervision"])
+        if _get(self.config, "model.normal_only"):
+            return "none"
+        return "weak+pseudo-labels" if _get(self.config, "training.mode") == "self_training" else "weak"
+
+    @property
     def seed(self) -> int | None:
         seed = self.metrics.get("seed") if self.metrics else _get(self.config, "seed")
         return seed if isinstance(seed, int) else None

@@ -127,7 +127,11 @@ def log_final(loggers: Iterable[Logger], metrics: Mapping[str, object], step: in
 def final_metrics(metrics: Mapping) -> dict[str, float]:
     """The numbers of ``metrics.json`` worth comparing across runs in a tracker: test and oracle frame metrics,
     the selected validation AUC and the timings."""
-    out = {"val/selected_video_auc": metrics["validation"]["video_auc"]}
+    out = {  # val/selected_video_auc; unsupervised heads have none, and val/selected_normal_error instead
+        f"val/selected_{key}": value
+        for key, value in (metrics.get("validation") or {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
     for group in ("test", "oracle_test"):
         for key, value in (metrics.get(group) or {}).items():
             if isinstance(value, int | float) and not isinstance(value, bool):

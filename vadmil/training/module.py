@@ -14,6 +14,7 @@ from vadmil.evaluation.metrics import VideoAUC
 from vadmil.heads.output import HeadOutput
 from vadmil.losses.common import bag_max
 from vadmil.losses.objective import Objective
+from vadmil.training import normal_only as normal_fit
 from vadmil.training.standardise import FeatureStandardiser
 
 # Ties in validation AUC (common on small validation splits) go to the later checkpoint: this bonus is far below
@@ -35,6 +36,7 @@ class MILModule(pl.LightningModule):
         decay_biases: when False, biases and normalisation parameters get no weight decay (Keras-style L2
             penalties on weights only).
         standardiser: optional input standardisation (statistics set from the training split before fitting).
+        normal_only: an unsupervised head fitted on normal videos only (see :mod:`vadmil.training.normal_only`).
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class MILModule(pl.LightningModule):
         scheduler: Callable | None = None,
         decay_biases: bool = True,
         standardiser: FeatureStandardiser | None = None,
+        normal_only: bool = False,
     ):
         super().__init__()
         self.head, self.objective, self.standardiser = head, objective, standardiser
@@ -52,19 +55,24 @@ class MILModule(pl.LightningModule):
         self.val_auc = VideoAUC()
         self.run_info: dict = {}  # resolved config and store recipe, saved into every checkpoint
         self.val_video_auc = float("nan")  # of the last validation; saved with its checkpoint
+        self.normal_only, self.val_normal_error, self._val_raw = normal_only, float("nan"), []
+        if normal_only:
+            normal_fit.check_head(head)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, in_dim: int) -> MILModule:
         """The head (sized ``in_dim``, from the store), objective and optimiser of ``cfg.model``; with
-        ``data.standardise`` an input standardiser whose statistics are set before fitting or loaded from a
-        checkpoint."""
+        ``data.standardise`` (always, for unsupervised heads) an input standardiser whose statistics are set before
+        fitting or loaded from a checkpoint."""
+        normal_only = bool(cfg.model.get("normal_only", False))
         return cls(
             head=instantiate(cfg.model.head, in_dim=in_dim),
             objective=instantiate(cfg.model.objective),
             optimizer=instantiate(cfg.model.optimizer),
             scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
             decay_biases=cfg.model.get("decay_biases", True),
-            standardiser=FeatureStandardiser(in_dim) if cfg.data.get("standardise", False) else None,
+            standardiser=FeatureStandardiser(in_dim) if cfg.data.get("standardise") or normal_only else None,
+            normal_only=normal_only,
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
@@ -74,7 +82,13 @@ class MILModule(pl.LightningModule):
         out = self.head(x.reshape(b * c, t, d), mask.repeat_interleave(c, dim=0))
         return out.fold(b, c)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def on_fit_start(self) -> None:
+        if self.normal_only and not self.head.trainable:
+            normal_fit.fit_statistics(self, self.trainer.datamodule)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if self.normal_only and not self.head.trainable:
+            return None  # fitted in on_fit_start
         out = self(batch["x"], batch["mask"])
         total, parts = self.objective(out, batch)
         n = len(batch["label"])
@@ -84,19 +98,31 @@ class MILModule(pl.LightningModule):
         return total
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        scores = self(batch["x"], batch["mask"]).video_scores
+        out = self(batch["x"], batch["mask"])
+        if self.normal_only:  # normal videos only: collected for calibration and selection
+            self._val_raw.append(normal_fit.valid_raw(out, batch["mask"]))
+            return
+        scores = out.video_scores
         self.val_auc.update(bag_max(scores, batch["mask"]), batch["label"].long())
 
     def on_validation_epoch_end(self) -> None:
+        progress = self.global_step / max(1, self.trainer.max_steps) if self.trainer.max_steps > 0 else 0.0
+        if self.normal_only:
+            self.val_normal_error = normal_fit.end_validation(self, self._val_raw)
+            self._val_raw = []
+            self.log("val/normal_error", self.val_normal_error, prog_bar=True)
+            self.log("val/selection", -self.val_normal_error + _TIE_BREAK * progress)
+            return
         auc = self.val_auc.compute()
         self.val_auc.reset()
         self.val_video_auc = float(auc)
         self.log("val/video_auc", auc, prog_bar=True)
-        progress = self.global_step / max(1, self.trainer.max_steps) if self.trainer.max_steps > 0 else 0.0
         self.log("val/selection", auc + _TIE_BREAK * progress)
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
+        if not params:  # statistics heads: fitted, not optimised
+            return None
         if not self.decay_biases:
             decayed = [p for p in params if p.ndim > 1]
             params = [
@@ -114,6 +140,8 @@ class MILModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The validation AUC is computed here only (training reports the selected checkpoint's from its file).
         checkpoint["vadmil"] = {**self.run_info, "val_video_auc": self.val_video_auc}
+        if self.normal_only:
+            checkpoint["vadmil"]["val_normal_error"] = self.val_normal_error
 
     @property
     def n_parameters(self) -> int:

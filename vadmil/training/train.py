@@ -16,11 +16,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vadmil import __version__
 from vadmil.data.datamodule import MILDataModule
 from vadmil.data.store import FeatureStore
+from vadmil.data.windows import datamodule_for
 from vadmil.errors import VadmilError
 from vadmil.evaluation.predict import evaluate_module
 from vadmil.rundir import RunDir, load_checkpoint, save_predictions, write_json
+from vadmil.training import normal_only
 from vadmil.training.callbacks import build_callbacks, build_loggers, final_metrics, log_final
 from vadmil.training.module import MILModule
+from vadmil.training.stages import initialise
 
 log = logging.getLogger("vadmil.training.train")
 PATH_KEYS = ("store", "path", "ids_path", "annotation_path", "manifest", "root")
@@ -51,11 +54,13 @@ def load_annotations(dataset: DictConfig) -> tuple[dict, dict]:
 
 
 def make_datamodule(cfg: DictConfig, train_videos: dict, test_videos: dict, **overrides) -> MILDataModule:
-    """The data module of ``cfg.data`` on ``cfg.dataset.store`` (``standardise`` belongs to the model)."""
+    """The data module of ``cfg.data`` on ``cfg.dataset.store`` (``standardise`` belongs to the model): MIL bags,
+    or snippet windows for unsupervised heads and self-training (:func:`~vadmil.data.windows.datamodule_for`)."""
     data = {k: v for k, v in cfg.data.items() if k != "standardise"}
-    return MILDataModule(store=cfg.dataset.store, train=train_videos, test=test_videos,
-                         feature_dim=cfg.dataset.feature_dim, end_inclusive=cfg.eval.end_inclusive,
-                         frame_span=cfg.eval.frame_span, **{**data, **overrides})  # fmt: skip
+    kind, extra = datamodule_for(cfg)
+    return kind(store=cfg.dataset.store, train=train_videos, test=test_videos,
+                feature_dim=cfg.dataset.feature_dim, end_inclusive=cfg.eval.end_inclusive,
+                frame_span=cfg.eval.frame_span, **{**data, **extra, **overrides})  # fmt: skip
 
 
 def store_summary(store: FeatureStore) -> dict:
@@ -76,6 +81,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     run_dir = run.path
     with open_dict(cfg):  # loggers and callbacks write under ${run_dir}
         cfg.run_dir = str(run_dir.absolute())
+    if cfg.get("training", {}).get("mode") == "self_training":  # stages, each a train() of its own
+        from vadmil.training.self_training import train_self_training
+
+        return train_self_training(cfg, run_dir)
     cfg = resolve_config(cfg)
     OmegaConf.save(cfg, run.config)
     pl.seed_everything(cfg.seed, workers=True)
@@ -84,6 +93,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     module = MILModule.from_config(cfg, dm.feature_dim)
     if module.standardiser is not None:
         module.standardiser.set_statistics(*dm.feature_statistics())
+    initialise(module, cfg)  # self-training stages may start from the previous stage's weights
     features = store_summary(dm.store)
     module.run_info = {
         "config": OmegaConf.to_container(cfg),
@@ -95,18 +105,22 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         cfg.model.name, cfg.dataset.name, len(dm.train_ids), len(dm.val_ids), len(dm.test_ids),
         dm.feature_dim, dm.n_crops,
     )  # fmt: skip
+    if module.normal_only:
+        print(f"{cfg.model.name}: {normal_only.SUPERVISION_NOTE}", flush=True)
 
     callbacks, checkpoint, oracle = build_callbacks(cfg)
     loggers = build_loggers(cfg)
     for logger in loggers:
         logger.log_hyperparams(module.run_info["config"])
     trainer = pl.Trainer(
-        **cfg.trainer, max_epochs=-1, num_sanity_val_steps=0, enable_model_summary=False,
+        **{**cfg.trainer, "max_epochs": -1, **normal_only.trainer_overrides(module)},
+        num_sanity_val_steps=0, enable_model_summary=False,
         logger=loggers or False, default_root_dir=run_dir, callbacks=callbacks,
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*too few batches.*")
+        warnings.filterwarnings("ignore", ".*returned `None`.*")  # statistics heads: no optimiser, no loss
         start = time.perf_counter()
         trainer.fit(module, datamodule=dm)
         fit_seconds = time.perf_counter() - start - (oracle.seconds if oracle else 0.0)
@@ -130,6 +144,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         "dataset": cfg.dataset.name,
         "head": cfg.model.name,
         "seed": cfg.seed,
+        "supervision": getattr(dm, "supervision", "weak"),
         "test": test,
         "validation": {"video_auc": float(best["vadmil"]["val_video_auc"])},
         "selection": "validation video AUC (ties: later checkpoint)",
@@ -146,6 +161,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         "features": features,
         "vadmil_version": __version__,
     }
+    if module.normal_only:
+        metrics.update(normal_only.metrics_overrides(best, module))
     if oracle:
         metrics["oracle_test"] = oracle.summary()
     log_final(loggers, final_metrics(metrics), trainer.global_step)
@@ -155,12 +172,17 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
 
 def _print_summary(run_dir: Path, metrics: dict) -> None:
-    t = metrics["test"]
+    t, val_auc = metrics["test"], metrics["validation"].get("video_auc")
     print(
         f"{metrics['head']} on {metrics['dataset']} (seed {metrics['seed']}): "
         f"test frame AUC {t['frame_auc']:.4f}, AP {t['frame_ap_step']:.4f} (step) / {t['frame_ap_trapz']:.4f} "
         f"(trapz), AUC on abnormal videos {t['frame_auc_abnormal']:.4f}, FAR@0.5 {t['far']:.4f}; "
-        f"val video AUC {metrics['validation']['video_auc']:.4f} at epoch {metrics['selected_epoch']}\n"
+        + (
+            f"val video AUC {val_auc:.4f}"
+            if val_auc is not None
+            else f"supervision: {metrics['supervision']}"
+        )
+        + f" at epoch {metrics['selected_epoch']}\n"
         + (
             f"oracle (best-on-test, leaks the test set): {o['chosen_on']} {o[o['chosen_on']]:.4f} at epoch "
             f"{o['epoch']} of {o['n_evaluations']} test evaluations\n"
