@@ -212,6 +212,8 @@ def test_checkpoints_and_run_configs_are_read_in_one_place():
         ["experiment=rtfm_ucf_crime", "dataset.store=s.h5", "paths.annotations=a"],
         ["model=dted"],
         ["model=gcn_hlnet"],
+        ["model=knn"],
+        ["training=self_training"],
     ],
 )
 def test_a_composed_training_config_passes_the_gate(overrides):
