@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests import videos as tv
 from tests.conftest import run_vadmil
 from vadmil.demo.videos import DemoVideoSpec, generate_videos
 from vadmil.score.windows import StreamingScorer, windowed_scores
@@ -87,6 +88,23 @@ def test_vtest_scores_every_frame(trained, tmp_path):
     assert summary["n_snippets"] == 50  # 49 full 16-frame snippets + the padded tail
     assert len(list(csv.DictReader(open(tmp_path / "vtest.csv")))) == 795
     assert all(0.0 <= s <= 1.0 for s in summary["frames"]["score"])
+
+
+def test_times_follow_the_stream_timestamps(trained, tmp_path):
+    """A variable-rate file: time_s in the CSV and JSON, alert times and the duration are its timestamps."""
+    video = tv.variable_rate(tmp_path / "vfr.mkv")
+    out = tmp_path / "out"
+    r = _score(trained, f"video={video}", f"checkpoint={trained['fcn']}", "threshold=0", out=out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    expected = tv.stream_times(video)
+    summary = _json(out, "vfr")
+    np.testing.assert_allclose(summary["frames"]["time_s"], expected, atol=1e-4)
+    rows = list(csv.DictReader(open(out / "vfr.csv")))
+    np.testing.assert_allclose([float(row["time_s"]) for row in rows], expected, atol=1e-4)
+    assert summary["time_source"] == "timestamps" and summary["integrity"] == "ok"
+    (alert,) = summary["alerts"]  # threshold 0: every frame alerts
+    assert alert["end_s"] == pytest.approx(expected[-1], abs=1e-3)
+    assert summary["duration_s"] == pytest.approx(expected[-1] + np.median(np.diff(expected)), abs=1e-3)
 
 
 @pytest.mark.parametrize("head", ["dted", "fcn"])

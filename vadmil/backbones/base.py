@@ -25,6 +25,8 @@ class FrozenBackbone(nn.Module):
     - ``mean`` / ``std``: per-channel RGB normalisation on pixel values scaled to [0, 1], applied by the extractor
       before ``forward``: ``(x / 255 - mean) / std``.
     - ``weights_sha256``: sha256 of the loaded weights file, or ``"random-init"``.
+    - ``preset``: the paper recipe (preprocessing) its features are known by, from its config's ``preset`` node
+      (:mod:`vadmil.extract.presets`); empty when it has none.
 
     The module stays in eval mode and holds no trainable parameter: ``train(True)`` is ignored, so a parent
     module switching to training mode never turns dropout or batch-norm updates on here.

@@ -86,8 +86,10 @@ class C3DBackbone(FrozenBackbone):
         mean=SPORTS1M_MEAN,
         std=SPORTS1M_STD,
         channel_order: str = "rgb",
+        preset: dict | None = None,  # the paper recipe (vadmil.extract.presets), kept for reference
     ) -> None:
         super().__init__()
+        self.preset = dict(preset or {})
         self.name = "c3d"
         self.feature_dim, self.clip_len, self.crop_size = 4096, 16, 112
         self.mean, self.std = as_triple(mean, "mean", "c3d"), as_triple(std, "std", "c3d")

@@ -103,6 +103,8 @@ class PyTorchVideoBackbone(FrozenBackbone):
         mean, std: RGB normalisation on [0, 1] pixels the weights expect (hub: 0.45 / 0.225).
         clip_len, crop_size: the snippet the extractor should feed; default: the arch's native values.
         channels_last: run in ``torch.channels_last_3d`` memory format (never slower on CPU, often faster).
+        preset: the paper recipe this backbone's features are known by (see :mod:`vadmil.extract.presets`; the
+            extractor reads it from the config, the module keeps it for reference).
     """
 
     def __init__(
@@ -115,8 +117,10 @@ class PyTorchVideoBackbone(FrozenBackbone):
         clip_len: int | None = None,
         crop_size: int | None = None,
         channels_last: bool = True,
+        preset: dict | None = None,
     ) -> None:
         super().__init__()
+        self.preset = dict(preset or {})
         check_choice("PyTorchVideo arch (backbone.arch)", arch, ARCHS)
         spec = ARCHS[arch]
         self.name = self.arch = arch

@@ -13,24 +13,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from vadmil.data.geometry import SnippetGeometry
+from vadmil.data.identity import RECIPE_FIELDS
 from vadmil.errors import VadmilError, check_choice
 
-# Root attributes every store carries; ``extraction_config`` (the producing config, YAML) is recorded but not compared.
-RECIPE_KEYS = (
-    "backbone",
-    "feature_dim",
-    "n_crops",
-    "crop_order",
-    "snippet_len",
-    "snippet_stride",
-    "tail_policy",
-    "frame_size",
-    "normalisation",
-    "weights_sha256",
-    "feature_dtype",
-    "pooled",
-    "extra_streams",
-)
+# Root attributes every store carries (defined torch-free in identity.py for the report); ``extraction_config``
+# (the producing config, YAML) is recorded but not compared.
+RECIPE_KEYS = RECIPE_FIELDS
 
 
 def plain_attr(value):

@@ -172,9 +172,11 @@ class StoreWriter:
         source: str = "",
         extra: Mapping[str, np.ndarray] | None = None,
         overwrite: bool = False,
+        attrs: Mapping | None = None,
     ) -> bool:
         """Add one video's features [T, C, D] (and its declared extra streams, each [T_e, dim]); returns False
-        (and writes nothing) when it is already in the store.
+        (and writes nothing) when it is already in the store. ``attrs``: more per-video attributes (e.g. the
+        extractor's ``duration_s``, ``time_source``, ``integrity``).
 
         The video is durable when this returns (a pending file); it joins the store file at the next commit.
         """
@@ -197,6 +199,7 @@ class StoreWriter:
         if video_id in self and not overwrite:
             return False
         attrs = {
+            **{k: v for k, v in (attrs or {}).items() if k not in ("complete", "video_id")},
             "video_id": video_id,
             "n_frames": int(n_frames),
             "fps": float(fps),

@@ -17,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.recipe import make_recipe
 from vadmil.errors import VadmilError, check_choice
-from vadmil.extract.pipeline import SnippetStream
+from vadmil.extract.pipeline import Checks, SnippetStream
+from vadmil.extract.presets import resolve
+from vadmil.extract.probe import INTEGRITY_MODES
 from vadmil.extract.transforms import CROP_ORDERS, SnippetTransform
 
 log = logging.getLogger("vadmil.extract")
@@ -34,11 +36,19 @@ class Extractor:
     geometry: SnippetGeometry
     decoder: DictConfig
     recipe: dict
+    checks: Checks = Checks()
 
     def stream(self, videos, batch_snippets: int) -> SnippetStream:
         d = self.decoder
         return SnippetStream(
-            videos, self.geometry, self.transform, d.backend, d.target_fps, batch_snippets, d.resize
+            videos,
+            self.geometry,
+            self.transform,
+            d.backend,
+            d.target_fps,
+            batch_snippets,
+            d.resize,
+            self.checks,
         )
 
 
@@ -52,17 +62,20 @@ def instantiate_backbone(node: DictConfig) -> torch.nn.Module:
 
 
 def build_extractor(cfg: DictConfig) -> Extractor:
-    """The extractor of an extraction config (``conf/extract.yaml``'s keys)."""
-    check_choice("crops", cfg.crops, CROP_MODES)
+    """The extractor of an extraction config (``conf/extract.yaml``'s keys; the backbone's preset fills the
+    preprocessing keys left null, see :mod:`vadmil.extract.presets`)."""
+    resolved = resolve(cfg)
+    v = resolved.values
+    check_choice("crops", v["crops"], CROP_MODES)
     torch.manual_seed(cfg.seed)  # random-init backbones are reproducible: resumed and sharded runs match
     backbone = instantiate_backbone(cfg.backbone)
-    mode = CROP_MODES[cfg.crops]
-    crop_size = cfg.crop_size or backbone.crop_size
-    short_side = cfg.short_side or crop_size
+    mode = CROP_MODES[v["crops"]]
+    crop_size = v["crop_size"] or backbone.crop_size
+    short_side = v["short_side"] or crop_size
     transform = SnippetTransform(short_side=short_side, crop_size=crop_size, crops=mode, mean=backbone.mean,
-                                 std=backbone.std, resize=cfg.resize)  # fmt: skip
-    geometry = SnippetGeometry(cfg.snippet_len, cfg.snippet_stride, cfg.tail_policy)
-    resize = f"resize to {list(cfg.resize)}" if cfg.resize else f"short side {short_side}"
+                                 std=backbone.std, resize=v["resize"])  # fmt: skip
+    geometry = SnippetGeometry(v["snippet_len"], v["snippet_stride"], v["tail_policy"])
+    resize = f"resize to {list(v['resize'])}" if v["resize"] else f"short side {short_side}"
     if cfg.decoder.resize:
         where = (
             "in the decoder"
@@ -71,13 +84,20 @@ def build_extractor(cfg: DictConfig) -> Extractor:
         )
         resize = f"{where} {resize}"
     recipe = make_recipe(
-        backbone=backbone.name, feature_dim=backbone.feature_dim, n_crops=cfg.crops, crop_order=CROP_ORDERS[mode],
+        backbone=backbone.name, feature_dim=backbone.feature_dim, n_crops=v["crops"], crop_order=CROP_ORDERS[mode],
         geometry=geometry, frame_size=f"{resize}, {mode} {crop_size} crops, fps {cfg.decoder.target_fps or 'native'}, {cfg.decoder.backend}",
         normalisation=f"[0,1] pixels, mean {list(backbone.mean)}, std {list(backbone.std)}",
         weights_sha256=backbone.weights_sha256, feature_dtype=cfg.feature_dtype,
         extraction_config=OmegaConf.to_yaml(cfg),
-    )  # fmt: skip
+    ) | resolved.attrs()  # fmt: skip
     if backbone.weights_sha256 == "random-init":
         log.warning("extracting with a RANDOMLY INITIALISED %s (backbone.random_init=true): recorded in the store",
                     backbone.name)  # fmt: skip
-    return Extractor(backbone, transform, geometry, cfg.decoder, recipe)
+    # Not recipe fields (they decide which videos are extracted, not how): absent from configs recorded by
+    # earlier versions, hence the defaults.
+    checks = Checks(str(cfg.get("integrity", "strict")), int(cfg.get("integrity_tolerance", 1)),
+                    bool(cfg.get("allow_short", False)))  # fmt: skip
+    check_choice("integrity", checks.integrity, INTEGRITY_MODES)
+    if checks.tolerance < 0:
+        raise VadmilError(f"integrity_tolerance must be >= 0 frames, got {checks.tolerance}")
+    return Extractor(backbone, transform, geometry, cfg.decoder, recipe, checks)

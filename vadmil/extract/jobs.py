@@ -22,6 +22,7 @@ from vadmil.extract.pipeline import (
     run_extraction,
     shard_of,
 )  # fmt: skip
+from vadmil.extract.threads import set_threads
 
 log = logging.getLogger("vadmil.extract")
 
@@ -36,11 +37,20 @@ def extract(cfg: DictConfig) -> dict:
         log.info("%d videos (shard %d/%d): %d to extract, %d already in %s", len(videos), cfg.shard,
                  cfg.num_shards, len(todo), len(videos) - len(todo), output)  # fmt: skip
         stream = extractor.stream(todo, cfg.batch_snippets)
+        threads = set_threads(cfg.get("threads", "auto"), cfg.num_workers)
+        log.info("backbone on %d torch thread(s) beside %d decoding worker(s)", threads, cfg.num_workers)
         runner = BackboneRunner(extractor.backbone, cfg.device, cfg.precision)
         result = run_extraction(store, stream, runner, cfg.num_workers, cfg.progress)
         record_failures(output, result["failed"], store)
         result.update(skipped=len(videos) - len(todo), total=len(store), output=str(output))
     return result
+
+
+def _kept(info: dict) -> dict:
+    """A merged video keeps the attributes its shard recorded (times, integrity), not the derived ones."""
+    return {
+        k: v for k, v in info.items() if k not in ("n_frames", "fps", "source", "mean_norm", "n_snippets")
+    }
 
 
 def merge(inputs: list[str], output: str, progress: bool = False) -> int:
@@ -64,6 +74,6 @@ def merge(inputs: list[str], output: str, progress: bool = False) -> int:
                 info = store.info(video_id)
                 extra = store.read_extras(video_id)
                 added += out.append(video_id, store.read(video_id), n_frames=info["n_frames"], fps=info["fps"],
-                                    source=info.get("source", ""), extra=extra)  # fmt: skip
+                                    source=info.get("source", ""), extra=extra, attrs=_kept(info))  # fmt: skip
             store.close()
     return added

@@ -80,18 +80,60 @@ class SnippetBatch:
     fps: float = 0.0
     n_snippets: int = 0
     error: str | None = None
+    attrs: dict | None = (
+        None  # per-video store attributes: duration_s, time_source, stated_fps, integrity, ...
+    )
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Per-video checks before any backbone work: ``integrity`` (strict | warn | off) with ``tolerance`` frames
+    (see :mod:`vadmil.extract.decode`), and whether videos shorter than one snippet are kept (``allow_short``)."""
+
+    integrity: str = "strict"
+    tolerance: int = 1
+    allow_short: bool = False
+
+
+def video_attrs(video) -> dict:
+    """What the store records about a decoded video's frames and times (beyond n_frames and fps)."""
+    probe = video.probe
+    return {
+        "duration_s": round(float(video.info.duration_s), 6),
+        "time_source": video.info.time_source,
+        "stated_fps": float(probe.stated_fps),
+        "variable_rate": bool(probe.variable_rate),
+        "integrity": "; ".join(video.problems) if video.problems else "ok",
+    }
+
+
+def check_length(path, n_frames: int, geometry: SnippetGeometry, allow_short: bool) -> None:
+    """Videos shorter than one snippet are failures unless ``allow_short`` (and the tail policy can keep them)."""
+    if n_frames >= geometry.length:
+        return
+    what = f"{path} has {n_frames} frames, fewer than one {geometry.length}-frame snippet"
+    if not allow_short:
+        raise VadmilError(
+            f"{what}; leave it out, or keep it as one {'padded' if geometry.tail_policy != 'loop' else 'looped'} "
+            "snippet with allow_short=true (tail_policy pad_last or loop)"
+        )
+    if geometry.tail_policy == "drop":
+        raise VadmilError(
+            f"{what} and tail_policy=drop keeps no partial snippet; use tail_policy=pad_last or loop"
+        )
 
 
 class SnippetStream(IterableDataset):
     """Decode → snippets → transform, one whole video per worker at a time."""
 
     def __init__(self, videos, geometry: SnippetGeometry, transform, backend="decord", target_fps=None,
-                 batch_snippets: int = 4, decoder_resize=None):  # fmt: skip
+                 batch_snippets: int = 4, decoder_resize=None, checks: Checks | None = None):  # fmt: skip
         self.videos, self.geometry, self.transform = list(videos), geometry, transform
         self.backend, self.target_fps, self.batch_snippets = backend, target_fps, batch_snippets
         # "auto": let the decoder produce the transform's resize target directly (its scaler, not torch's: the
         # pixels differ slightly, and the store records it); [h, w]: a fixed decoder-side size; None: off.
         self.decoder_resize = decoder_resize if decoder_resize in (None, "auto") else tuple(decoder_resize)
+        self.checks = checks or Checks()
 
     def __iter__(self) -> Iterator[SnippetBatch]:
         info = get_worker_info()
@@ -99,12 +141,17 @@ class SnippetStream(IterableDataset):
         for i in range(worker, len(self.videos), n_workers):
             yield from self._video(i)
 
+    def open(self, path: Path, resize=None):
+        c = self.checks
+        return open_video(path, backend=self.backend, target_fps=self.target_fps, resize=resize,
+                          integrity=c.integrity, tolerance=c.tolerance)  # fmt: skip
+
     def _resize(self, path: Path) -> tuple[int, int] | None:
         if self.decoder_resize != "auto":
             return self.decoder_resize
         if self.transform.resize is not None:
             return tuple(self.transform.resize)
-        probe = open_video(path, backend=self.backend)
+        probe = open_video(path, backend="pyav", integrity="off")  # the frame size only: no decoder opened
         size = short_side_size(probe.info.height, probe.info.width, self.transform.short_side)
         probe.close()
         return size
@@ -112,16 +159,10 @@ class SnippetStream(IterableDataset):
     def _video(self, i: int) -> Iterator[SnippetBatch]:
         path = self.videos[i]
         try:
-            video = open_video(
-                path, backend=self.backend, target_fps=self.target_fps, resize=self._resize(path)
-            )
+            video = self.open(path, self._resize(path))
             n_frames, fps = video.info.n_frames, video.info.fps
+            check_length(path, n_frames, self.geometry, self.checks.allow_short)
             n_snippets = self.geometry.n_snippets(n_frames)
-            if n_snippets == 0:
-                raise VadmilError(
-                    f"{path} has {n_frames} frames, fewer than one {self.geometry.length}-frame snippet "
-                    f"(tail_policy=drop); use tail_policy=pad_last to keep it"
-                )
             assembler, batch = SnippetAssembler(self.geometry, n_frames), []
             try:
                 for chunk in video.chunks():
@@ -135,7 +176,7 @@ class SnippetStream(IterableDataset):
             finally:
                 video.close()
             yield SnippetBatch(i, torch.stack(batch) if batch else None, last=True, n_frames=n_frames, fps=fps,
-                               n_snippets=n_snippets)  # fmt: skip
+                               n_snippets=n_snippets, attrs=video_attrs(video))  # fmt: skip
         except VadmilError as err:
             yield SnippetBatch(i, last=True, error=str(err))
         except Exception as err:  # a decoder crash on a corrupt file must not end the whole run
@@ -202,7 +243,7 @@ def run_extraction(store: FeatureStore, stream: SnippetStream, runner: BackboneR
                 )
             else:
                 store.append(video_id, features, n_frames=item.n_frames, fps=item.fps,
-                             source=str(stream.videos[item.video]))  # fmt: skip
+                             source=str(stream.videos[item.video]), attrs=item.attrs)  # fmt: skip
                 done, snippets = done + 1, snippets + len(features)
         if item.error is not None:
             failures[str(stream.videos[item.video])] = item.error

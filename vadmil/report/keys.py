@@ -1,9 +1,11 @@
 """What makes two runs comparable: the features they were trained on, their objective, and their other settings.
 
-- **features**: the store's recipe (backbone, dim, crops, crop order, snippet geometry, tail policy, frame size,
-  normalisation, weights hash, dtype, pooling, extra streams) plus its mean feature norm to 4 significant digits,
-  which tells apart stores of one recipe but different content (the two circulating I3D lineages, ≈ 22 vs ≈ 2.5;
-  synthetic stores of different seeds). The store's path is not part of it, so a moved store stays the same.
+- **features**: the store's feature identity (:func:`vadmil.data.identity.feature_identity`: the recipe — backbone,
+  dim, crops, crop order, snippet geometry, tail policy, frame size, normalisation, weights hash, dtype, pooling,
+  extra streams — and the producing config's settings that change the numbers) plus its mean feature norm to 4
+  significant digits, which tells apart stores of one recipe but different content (the two circulating I3D
+  lineages, ≈ 22 vs ≈ 2.5; synthetic stores of different seeds). Never paths or speed settings: a store moved,
+  or re-extracted into another folder with other workers, batch sizes or device, is the same feature set.
 - **objective**: the resolved ``model.objective`` config, named after its config choice (``sultani``).
 - **variant**: every other setting that changes the trained model or its evaluation — ``model``, ``data``,
   ``trainer`` and ``eval`` minus the seed and settings that do not (progress bar, logging, workers, device) — so
@@ -16,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+from vadmil.data.identity import feature_identity
 from vadmil.report.runs import Run, _get
 
-_NOT_FEATURES = ("store", "mean_norm")
 _VARIANT_SECTIONS = ("model", "data", "trainer", "eval", "training")
 _NOT_VARIANT = {
     "data.sample_seed", "data.num_workers", "data.eval_batch_size", "trainer.enable_progress_bar",
@@ -37,7 +39,7 @@ def digest(data, n: int = 8) -> str:
 def features_key(metrics: dict) -> tuple[str, str]:
     """(id, label) of a complete run's features, e.g. ``("3f2a9c1b", "synthetic 128-d × 2 crops")``."""
     features = metrics.get("features") or {}
-    recipe = {k: v for k, v in features.items() if k not in _NOT_FEATURES}
+    recipe = feature_identity(features)
     norm = features.get("mean_norm")
     recipe["mean_norm"] = float(f"{norm:.4g}") if isinstance(norm, int | float) else None
     label = f"{features.get('backbone', '?')} {features.get('feature_dim', '?')}-d × {features.get('n_crops', '?')} crops"

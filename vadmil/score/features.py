@@ -21,8 +21,7 @@ from tqdm import tqdm
 from vadmil.data.recipe import recipe_differences
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import Extractor, build_extractor
-from vadmil.extract.decode import open_video
-from vadmil.extract.pipeline import BackboneRunner, SnippetBatch
+from vadmil.extract.pipeline import BackboneRunner, SnippetBatch, check_length
 from vadmil.trust import trusted_config
 
 
@@ -34,6 +33,10 @@ class VideoMeta:
     n_frames: int
     fps: float
     n_snippets: int
+    times: np.ndarray | None = None  # [n_frames] seconds from the first frame, from the stream's timestamps
+    duration_s: float = 0.0
+    time_source: str = "timestamps"
+    problems: tuple[str, ...] = ()  # integrity problems let through by integrity=warn
 
 
 def recorded_extraction(recipe: dict, store: str) -> DictConfig:
@@ -84,16 +87,13 @@ def as_stored(features: np.ndarray, recipe: dict) -> np.ndarray:
 def probe(path: Path, extractor: Extractor) -> VideoMeta:
     """Frame count, rate and snippet count of ``path`` as the extractor will decode it; errors for unreadable
     videos and videos shorter than one snippet."""
-    d = extractor.decoder
-    video = open_video(path, backend=d.backend, target_fps=d.target_fps)
-    info = video.info
+    video = extractor.stream([path], 1).open(path)  # the decoder and integrity checks of the extraction
+    info, times, problems = video.info, video.times, tuple(video.problems)
     video.close()
     g = extractor.geometry
-    if info.n_frames < g.length:
-        raise VadmilError(
-            f"{path} has {info.n_frames} frames, fewer than one {g.length}-frame snippet: nothing to score"
-        )
-    return VideoMeta(path, info.n_frames, info.fps, g.n_snippets(info.n_frames))
+    check_length(path, info.n_frames, g, extractor.checks.allow_short)  # as the training store's extraction
+    return VideoMeta(path, info.n_frames, info.fps, g.n_snippets(info.n_frames), times, info.duration_s,
+                     info.time_source, problems)  # fmt: skip
 
 
 def _identity(item):

@@ -24,10 +24,11 @@ from vadmil.data.labels import VideoLabel, frame_labels, normalise_video_id
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import Extractor
 from vadmil.extract.pipeline import BackboneRunner, list_videos
+from vadmil.extract.threads import set_threads
 from vadmil.rundir import RunDir
 from vadmil.score.features import VideoMeta, probe, scoring_extractor, snippet_features
 from vadmil.score.model import ScoringModel, load_scoring_model
-from vadmil.score.outputs import alerts, write_csv, write_json, write_plot
+from vadmil.score.outputs import alerts, frame_start, write_csv, write_json, write_plot
 from vadmil.score.windows import StreamingScorer, windowed_scores
 
 STREAM_WINDOW = 32  # default window of a streaming score (the training bags' 32 segments)
@@ -52,7 +53,7 @@ class Scorer:
     def _stream(self, meta: VideoMeta, out: Path) -> np.ndarray:
         g = self.extractor.geometry
         scorer = StreamingScorer(self.model.snippet_scores, self.window, self.lookahead)
-        print(f"streaming {meta.path.name}: one score per {g.stride} frames ({g.stride / meta.fps:.2f} s); a score "
+        print(f"streaming {meta.path.name}: one score per {g.stride} frames (~{g.stride / meta.fps:.2f} s); a score "
               f"comes once its {g.length}-frame snippet is decoded, plus a latency of {scorer.latency} snippet(s) "
               f"(lookahead); window {self.window or 'all'} snippets", flush=True)  # fmt: skip
         scores = np.full(meta.n_snippets, np.nan, np.float32)
@@ -65,11 +66,14 @@ class Scorer:
                 for i, s in ready:
                     scores[i] = s
                     first, last = i * g.stride, min(i * g.stride + g.length, meta.n_frames) - 1
-                    wall = time.perf_counter() - start
-                    w.writerow([i, first, last, f"{(last + 1) / meta.fps:.3f}", f"{s:.6f}", f"{wall:.3f}"])
+                    wall, end_s = (
+                        time.perf_counter() - start,
+                        frame_start(meta.times, last + 1, meta.duration_s),
+                    )
+                    w.writerow([i, first, last, f"{end_s:.3f}", f"{s:.6f}", f"{wall:.3f}"])
                     f.flush()
                     flag = "  ALERT" if s >= self.threshold else ""
-                    print(f"  snippet {i:>5}  frames {first:>6}-{last:<6} {(last + 1) / meta.fps:8.2f} s  "
+                    print(f"  snippet {i:>5}  frames {first:>6}-{last:<6} {end_s:8.2f} s  "
                           f"score {s:.4f}{flag}", flush=True)  # fmt: skip
 
             for feats in snippet_features(self.extractor, self.runner, meta, self.model.recipe, 1, 0, False):
@@ -96,23 +100,23 @@ class Scorer:
         summary = {
             "video": str(path), "video_id": video_id, "checkpoint": str(m.checkpoint), "head": m.head,
             "dataset": str(m.config.dataset.name), "seed": int(m.config.seed),
-            "n_frames": meta.n_frames, "fps": meta.fps, "duration_s": round(meta.n_frames / meta.fps, 3),
-            "n_snippets": meta.n_snippets,
+            "n_frames": meta.n_frames, "fps": meta.fps, "duration_s": round(meta.duration_s, 3),
+            "time_source": meta.time_source, "integrity": list(meta.problems) or "ok", "n_snippets": meta.n_snippets,
             "recipe": {k: m.recipe.get(k) for k in ("backbone", "weights_sha256", "n_crops", "snippet_len",
                                                      "snippet_stride", "tail_policy", "frame_size")},
             "mode": "stream" if self.cfg.stream else "offline", "window": self.window,
             "lookahead": self.lookahead if self.window is not None else None,
             "latency_snippets": self.lookahead if self.cfg.stream else None,
             "threshold": self.threshold, "max_score": round(float(frames.max()), 6),
-            "alerts": alerts(frames, self.threshold, meta.fps),
+            "alerts": alerts(frames, self.threshold, meta.times),
             "ground_truth": [list(iv) for iv in truth.intervals] if truth is not None else None,
             "seconds": round(seconds, 3), "frames_per_second": round(meta.n_frames / seconds, 1),
         }  # fmt: skip
-        write_csv(output / f"{video_id}.csv", frames, meta.fps, labels)
-        write_json(output / f"{video_id}.json", summary, snippet_scores, frames, meta.fps)
+        write_csv(output / f"{video_id}.csv", frames, meta.times, labels)
+        write_json(output / f"{video_id}.json", summary, snippet_scores, frames, meta.times)
         if self.cfg.plot:
             title = f"{video_id}: {m.head} ({m.config.dataset.name}, seed {m.config.seed}), {summary['mode']}"
-            write_plot(output / f"{video_id}.png", frames, meta.fps, self.threshold, title,
+            write_plot(output / f"{video_id}.png", frames, meta.times, meta.duration_s, self.threshold, title,
                        list(truth.intervals) if truth is not None else None)  # fmt: skip
         return summary
 
@@ -141,6 +145,9 @@ def score(cfg: DictConfig) -> tuple[list[dict], dict[str, str]]:
     if cfg.weights:
         overrides.setdefault("backbone", {})["weights"] = to_absolute_path(cfg.weights)
     extractor = scoring_extractor(model.recipe, str(model.recipe.get("store")), overrides)
+    set_threads(
+        cfg.get("threads", "auto"), 0 if cfg.stream else cfg.num_workers
+    )  # streaming decodes in-process
     runner = BackboneRunner(extractor.backbone, cfg.device, cfg.precision)
     videos = list_videos(to_absolute_path(cfg.video))
     truth = ground_truth(cfg, videos)
