@@ -367,13 +367,45 @@ def test_load_manifest_json_both_layouts(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "split", "message"),
     [
-        ("m.csv", MANIFEST_CSV, "val", "no row with split 'val'; splits present: train, test"),
+        ("m.csv", MANIFEST_CSV, "val", r"manifest .*m\.csv: unknown split 'val'; choose one of train, test"),
+        (
+            "m.csv",
+            "video_id,split,label\na,train,1\n",
+            "test",
+            "no row with split 'test'; splits present: train",
+        ),
+        # Rows are validated, not filtered: a mistyped split, a wrong column count, another separator.
+        ("m.csv", "video_id,split,label\na,test,1\nb,tset,0\n", "test", r"m\.csv:3: unknown split 'tset'"),
+        (
+            "m.csv",
+            "video_id,split,label\na,test,1\nb test 0\n",
+            "test",
+            r"m\.csv:3: 1 column\(s\) where the header has 3",
+        ),
+        (
+            "m.csv",
+            "video_id,split,label\na,test,1,extra\n",
+            None,
+            r"m\.csv:2: 4 column\(s\) where the header has 3",
+        ),
+        (
+            "m.csv",
+            "video_id;split;label\na;test;1\n",
+            None,
+            r"m\.csv:1: header .* \(columns are separated by commas\)",
+        ),
+        (
+            "m.json",
+            '[{"video_id": "a", "split": "train ", "label": 1}, {"video_id": "b", "split": "Test", "label": 0}]',
+            None,
+            "video entry 2: unknown split 'Test'",
+        ),
         ("m.csv", "video_id,split,label\na,test,maybe\n", None, r"m\.csv:2: label 'maybe' of a must be 0/1"),
         ("m.csv", "video_id,label\na,1\n", None, r"m\.csv:1: header must be 'video_id,split,label"),
         ("m.csv", "video_id,split,label,intervals\na,test,1,5:9\n", None, r"m\.csv:2: intervals '5:9'"),
         ("m.csv", "video_id,split,label,intervals\na,test,0,5-9\n", None, r"m\.csv:2: normal video a has"),
         ("m.csv", "video_id,split,label\na,test,1\na,test,0\n", None, r"m\.csv:3: video a appears again"),
-        ("m.json", '[{"video_id": "a", "split": "t", "label": 3}]', None, "video entry 1: label 3 of a"),
+        ("m.json", '[{"video_id": "a", "split": "test", "label": 3}]', None, "video entry 1: label 3 of a"),
         ("m.json", '[{"video_id": "a", "label": 1}]', None, r"m\.json: expected \["),
         ("m.json", '[{"video_id": "a",', None, r"m\.json:1: invalid JSON"),
         ("m.yaml", "", None, r"m\.yaml must be a \.csv or \.json file"),
@@ -382,3 +414,17 @@ def test_load_manifest_json_both_layouts(tmp_path):
 def test_load_manifest_errors(tmp_path, name, text, split, message):
     with pytest.raises(VadmilError, match=message):
         load_manifest(write(tmp_path, name, text), split=split)
+
+
+def test_interval_starts_before_frame_zero_are_clipped_with_one_warning(tmp_path, caplog):
+    text = "video_id,split,label,intervals\na,test,1,-5-20;30-40\nb,test,1,-1-3\nc,train,1,-2-4\n"
+    with caplog.at_level("WARNING", logger="vadmil.data"):
+        videos = load_manifest(write(tmp_path, "m.csv", text), split="test")
+    assert videos["a"].intervals == ((0, 20), (30, 40)) and videos["b"].intervals == ((0, 3),)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "2 interval(s) start before frame 0" in warning and "clipped" in warning
+    data = [{"video_id": "a", "split": "test", "label": 1, "intervals": [[-3, 9]]}]
+    assert load_manifest(write(tmp_path, "m.json", json.dumps(data)))["a"].intervals == ((0, 9),)
+    # UCF-Crime's "-1 -1" still means "no interval".
+    ucf = write(tmp_path, "ucf.txt", "Abuse001_x264.mp4  Abuse  -5  100  -1  -1\n")
+    assert load_ucf_crime(ucf)["Abuse001_x264"].intervals == ((0, 100),)

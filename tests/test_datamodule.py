@@ -149,9 +149,5 @@ def test_nan_features_are_reported_with_the_video_id(tiny_splits, tmp_path):
     victim = sorted(train)[0]
     with h5py.File(broken, "a") as f:
         f["videos"][victim]["features"][1, 0, 3] = np.nan
-    dm = MILDataModule(
-        store=str(broken), train=train, test=test, batch_size=4, val_fraction=0.2, split_seed=0
-    )
-    with pytest.raises(VadmilError, match=f"'{victim}'.*NaN/Inf"):
-        dm.setup("fit")
-        list(dm.val_dataloader())
+    with pytest.raises(VadmilError, match=f"'{victim}'.*NaN/Inf"):  # found when the module is built
+        MILDataModule(store=str(broken), train=train, test=test, batch_size=4, val_fraction=0.2, split_seed=0)

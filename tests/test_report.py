@@ -127,16 +127,16 @@ def test_groups_are_ranked_per_feature_set_with_mean_and_sample_std(runs_dir, tm
 def test_markdown_lists_failed_runs_and_labels_oracle_columns(runs_dir, tmp_path):
     write_report([runs_dir], tmp_path / "out")
     md = (tmp_path / "out" / "leaderboard.md").read_text()
-    assert md.count("## ucf_crime — ") == 2  # one table per feature set
+    assert md.count("## ucf\\_crime — ") == 2  # one table per feature set; names are Markdown-escaped
     assert "frame AUC (val-selected)" in md and "frame AUC (oracle: best-on-test)" in md
     assert "| 1 | rtfm | weak | rtfm | 3 (+1 failed) | 0.8800 ± 0.0200 |" in md
     assert "| 3 | gcn | weak | sultani | 1 | 0.7000 ± – |" in md
     assert "## Runs that did not finish" in md
     assert (
-        "sweep/6_fcn_failed | failed | ucf_crime | fcn | 2 | the store has no video 'x'; re-extract it |"
+        "sweep/6\\_fcn\\_failed | failed | ucf\\_crime | fcn | 2 | the store has no video 'x'; re-extract it |"
         in md
     )
-    assert "sweep/7_rtfm_unfinished | unfinished |" in md
+    assert "sweep/7\\_rtfm\\_unfinished | unfinished |" in md
 
 
 def test_report_shows_the_validation_share_of_the_fit(runs_dir, tmp_path):

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-import vadmil.data.store as store_module
+import vadmil.data.store_writer as store_module  # the writing half of the store
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.recipe import make_recipe
 from vadmil.data.store import FeatureStore
@@ -466,9 +466,11 @@ def test_failed_commit_keeps_pending_videos_and_releases_the_lock(path, monkeypa
     s = FeatureStore.create(path, _recipe())
     s.append("v1", _features(1), n_frames=80, fps=30.0)
     monkeypatch.setattr(shutil, "copyfile", no_space)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(VadmilError, match="cannot commit 1 video.*store unchanged.*No space left"):
         s.close()
-    with pytest.raises(OSError, match="No space left"):  # the next writer retries the commit on opening ...
+    with pytest.raises(
+        VadmilError, match="No space left"
+    ):  # the next writer retries the commit on opening ...
         FeatureStore.create(path, _recipe())
     assert _sha256(path) == published
     with FeatureStore(path) as r:  # ... and meanwhile readers see the pending video
@@ -596,9 +598,11 @@ def test_append_float16_overflow_writes_nothing(path):
         assert s.ids() == ["max"] and s.read("max")[1, 0, 0] == 65504.0 and s.validate() == []
 
 
-@pytest.mark.parametrize("video_id", ["", "cam/1"])
+@pytest.mark.parametrize("video_id", ["", "cam/1", ".", ".."])
 def test_append_bad_id(store, video_id):
-    with pytest.raises(VadmilError, match="invalid video id .*non-empty and contain no '/'"):
+    with pytest.raises(
+        VadmilError, match="invalid video id .*non-empty, not '.' or '..', and contain no '/'"
+    ):
         store.append(video_id, _features(0), n_frames=80, fps=30.0)
     assert store.ids(complete_only=False) == []
 

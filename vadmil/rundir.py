@@ -31,6 +31,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from vadmil.errors import VadmilError
+from vadmil.trust import trusted_config
 
 if TYPE_CHECKING:
     from vadmil.training.module import MILModule
@@ -133,7 +134,7 @@ def load_checkpoint(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file, or one holding objects that are not plain data
         raise VadmilError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise VadmilError(f"{path} is not a PyTorch Lightning checkpoint (no state_dict)")
     return ckpt
 
@@ -159,7 +160,7 @@ def restore_module(cfg: DictConfig, in_dim: int, state_dict: Mapping, source: Pa
     module = MILModule.from_config(cfg, in_dim)
     try:
         module.load_state_dict(state_dict)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, AttributeError) as err:  # other shapes or keys, or not tensors at all
         raise VadmilError(
             f"checkpoint {source} does not fit the {cfg.model.name} head its config describes: "
             f"{str(err).splitlines()[0]}"
@@ -178,22 +179,35 @@ class FinishedRun:
     @property
     def info(self) -> dict:
         """What training saved beside the weights: ``config``, ``features`` (the store recipe), ``vadmil_version``."""
-        return self.checkpoint.get("vadmil") or {}
+        info = self.checkpoint.get("vadmil")
+        return info if isinstance(info, dict) else {}
 
     def module(self, in_dim: int) -> MILModule:
         return restore_module(self.config, in_dim, self.checkpoint["state_dict"], self.checkpoint_path)
 
 
+def load_run_config(path: Path) -> DictConfig:
+    """A run's ``config.yaml``, resolved and checked by :func:`~vadmil.trust.trusted_config` (it is data: only
+    allow-listed ``_target_`` s may be built from it)."""
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # unreadable, or not YAML
+        raise VadmilError(f"cannot read {path}: {type(err).__name__}: {' '.join(str(err).split())}") from None
+    return trusted_config(cfg, str(path))
+
+
 def load_finished_run(path: str | Path) -> FinishedRun:
     """Read a run dir or a checkpoint of `vadmil train`. The config is the one saved in the checkpoint, else the
-    run's ``config.yaml``; neither is an error (the head could not be rebuilt)."""
+    run's ``config.yaml``; neither is an error (the head could not be rebuilt). Either is checked by
+    :func:`~vadmil.trust.trusted_config` before anything is built from it."""
     ckpt_path, config_path = checkpoint_files(Path(path).expanduser())
     ckpt = load_checkpoint(ckpt_path)
-    saved = (ckpt.get("vadmil") or {}).get("config")
+    info = ckpt.get("vadmil")
+    saved = info.get("config") if isinstance(info, dict) else None
     if saved:
-        cfg = OmegaConf.create(saved)
+        cfg = trusted_config(saved, f"checkpoint {ckpt_path}")
     elif config_path.is_file():
-        cfg = OmegaConf.load(config_path)
+        cfg = load_run_config(config_path)
     else:
         raise VadmilError(
             f"checkpoint {ckpt_path} has no config (not written by `vadmil train`?) and no {CONFIG} beside its "

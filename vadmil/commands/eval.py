@@ -16,7 +16,7 @@ from vadmil.rundir import RunDir, write_json
 @guarded(record=False)
 def main(cfg: DictConfig) -> None:
     run = RunDir(to_absolute_path(cfg.run))
-    result = evaluate_run(run.path, OmegaConf.to_container(cfg.eval))
+    result = evaluate_run(run.path, OmegaConf.to_container(cfg.eval), bool(cfg.allow_unfinished))
     write_json(run.eval, result)
     for key, value in result["test"].items():
         print(f"{key:>20}: {value:.6g}" if isinstance(value, float) else f"{key:>20}: {value}")

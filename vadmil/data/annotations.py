@@ -5,88 +5,38 @@ order, keyed by :func:`~vadmil.data.labels.normalise_video_id`, and the feature 
 formats are described in the README ("Annotation formats").
 """
 
-from __future__ import annotations
-
-import csv
-import io
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
 from vadmil.data.labels import VideoLabel, normalise_video_id
+from vadmil.data.manifest import MANIFEST_FORMAT, SPLITS, load_manifest
+from vadmil.data.parsing import HINT as _HINT
+from vadmil.data.parsing import add as _add
+from vadmil.data.parsing import intervals as _intervals
+from vadmil.data.parsing import read_lines as _read_lines
+from vadmil.data.parsing import show as _show
+from vadmil.data.parsing import video_id as _vid
+from vadmil.data.parsing import warn_clipped as _warn_clipped
 from vadmil.errors import VadmilError
 
-_HINT = "(set it with dataset.annotations.<split>.path=...)"
+__all__ = ["MANIFEST_FORMAT", "SPLITS", "load_manifest", "load_shanghaitech_masks", "load_ucf_crime",
+           "load_ucf_crime_list", "load_video_list", "load_xd_violence"]  # fmt: skip
 UCF_FORMAT = "<video>.mp4 <Class> s1 e1 s2 e2 (frame indices, -1 for an absent pair)"
 XD_FORMAT = "<name> s1 e1 [s2 e2 ...]"
-MANIFEST_FORMAT = "video_id,split,label[,intervals][,category] with label 0/1 and intervals 's-e;s-e'"
-
-
-def _read_text(path) -> str:
-    if path is None or str(path) == "":
-        raise VadmilError(f"no annotation file given {_HINT}")
-    try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise VadmilError(f"annotation file {path} does not exist {_HINT}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise VadmilError(f"cannot read annotation file {path} ({type(e).__name__}) {_HINT}") from None
-
-
-def _read_lines(path) -> list[tuple[int, str]]:
-    """Non-blank stripped lines with their 1-based line numbers."""
-    lines = [(i, s.strip()) for i, s in enumerate(_read_text(path).splitlines(), 1) if s.strip()]
-    if not lines:
-        raise VadmilError(f"annotation file {path} is empty; point to the right file {_HINT}")
-    return lines
-
-
-def _add(out: dict[str, VideoLabel], video: VideoLabel, where: str) -> None:
-    old = out.setdefault(video.video_id, video)
-    if old != video:
-        raise VadmilError(
-            f"{where}: video {video.video_id} appears again with a different label, intervals or category; "
-            "keep one entry per video"
-        )
-
-
-def _vid(name: str, where: str) -> str:
-    try:
-        return normalise_video_id(name)
-    except VadmilError as e:
-        raise VadmilError(f"{where}: {e}") from None
-
-
-def _show(ids: list[str]) -> str:
-    return ", ".join(ids[:10]) + (f" (+{len(ids) - 10} more)" if len(ids) > 10 else "")
-
-
-def _intervals(nums, where: str, fmt: str) -> tuple[tuple[int, int], ...]:
-    """Pairs (s, e) from a flat list of integers; pairs with s < 0 are absent (UCF-Crime writes -1 -1)."""
-    try:
-        vals = [int(x) for x in nums]
-    except (TypeError, ValueError):
-        raise VadmilError(f"{where}: frame indices must be integers; expected '{fmt}'") from None
-    if len(vals) % 2:
-        raise VadmilError(f"{where}: odd number of frame indices ({len(vals)}); expected '{fmt}'")
-    pairs = tuple((s, e) for s, e in zip(vals[::2], vals[1::2], strict=True) if s >= 0)
-    for s, e in pairs:
-        if e < s:
-            raise VadmilError(f"{where}: interval {s} {e} ends before it starts; expected '{fmt}'")
-    return pairs
 
 
 def load_ucf_crime(path: str) -> dict[str, VideoLabel]:
     """UCF-Crime temporal annotation (test): ``<video>.mp4 <Class> s1 e1 s2 e2`` per line, -1 if absent."""
     out: dict[str, VideoLabel] = {}
+    clipped: list[str] = []
     for n, line in _read_lines(path):
         where, tok = f"{path}:{n}", line.split()
         if len(tok) < 2 or re.fullmatch(r"-?\d+", tok[1]):
             raise VadmilError(f"{where}: expected '{UCF_FORMAT}', got '{line}'")
         vid, category = _vid(tok[0], where), tok[1]
-        pairs = _intervals(tok[2:], where, UCF_FORMAT)
+        pairs = _intervals(tok[2:], where, UCF_FORMAT, clipped)
         label = int(category.lower() != "normal")
         if label and not pairs:
             raise VadmilError(
@@ -96,6 +46,7 @@ def load_ucf_crime(path: str) -> dict[str, VideoLabel]:
         if not label and pairs:
             raise VadmilError(f"{where}: normal video {vid} has intervals; write -1 -1 or fix its class")
         _add(out, VideoLabel(vid, label, pairs, category=category), where)
+    _warn_clipped(path, clipped)
     return out
 
 
@@ -213,19 +164,21 @@ def load_xd_violence(path: str, annotation_path: str | None = None) -> dict[str,
     if annotation_path is None:
         return out
     found: dict[str, tuple[tuple[int, int], ...]] = {}
+    clipped: list[str] = []
     for n, line in _read_lines(annotation_path):
         where, tok = f"{annotation_path}:{n}", line.split()
         k = len(tok)  # the name is everything before the trailing integers
         while k > 1 and re.fullmatch(r"-?\d+", tok[k - 1]):
             k -= 1
         vid = _vid(" ".join(tok[:k]), where)
-        pairs = _intervals(tok[k:], where, XD_FORMAT)
+        pairs = _intervals(tok[k:], where, XD_FORMAT, clipped)
         if not pairs:
             raise VadmilError(f"{where}: no interval for {vid}; expected '{XD_FORMAT}'")
         if _xd_label(vid, where)[0] == 0:
             raise VadmilError(f"{where}: {vid} is a normal (_label_A) video with intervals; remove the line")
         if found.setdefault(vid, pairs) != pairs:
             raise VadmilError(f"{where}: video {vid} appears again with different intervals; keep one line")
+    _warn_clipped(annotation_path, clipped)
     missing = [v for v, x in out.items() if x.label and v not in found]
     if missing:
         raise VadmilError(
@@ -234,74 +187,3 @@ def load_xd_violence(path: str, annotation_path: str | None = None) -> dict[str,
             "add their lines or use the list that matches the annotation file"
         )
     return {v: VideoLabel(v, x.label, found.get(v, ()), category=x.category) for v, x in out.items()}
-
-
-def _manifest_rows(path: str) -> list[tuple[str, dict]]:
-    """(where, row) pairs from a CSV or JSON manifest."""
-    suffix = Path(str(path)).suffix.lower()
-    if suffix not in (".csv", ".json"):
-        raise VadmilError(f"manifest {path} must be a .csv or .json file {_HINT}")
-    text = _read_text(path)
-    if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        reader.fieldnames = [f.strip() for f in reader.fieldnames or []]
-        if not {"video_id", "split", "label"} <= set(reader.fieldnames):
-            raise VadmilError(
-                f"{path}:1: header must be '{MANIFEST_FORMAT}', got '{','.join(reader.fieldnames)}'"
-            )
-        return [
-            (f"{path}:{reader.line_num}", {k: (v or "").strip() for k, v in r.items() if k}) for r in reader
-        ]
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise VadmilError(f"{path}:{e.lineno}: invalid JSON ({e.msg}); fix the file") from None
-    rows = data.get("videos") if isinstance(data, dict) else data
-    if not isinstance(rows, list) or not all(
-        isinstance(r, dict) and {"video_id", "split", "label"} <= set(r) for r in rows
-    ):
-        raise VadmilError(
-            f'{path}: expected [{{"video_id", "split", "label", ...}}, ...] or {{"videos": [...]}}'
-        )
-    return [(f"{path}: video entry {i}", r) for i, r in enumerate(rows, 1)]
-
-
-def _manifest_intervals(value, where: str) -> tuple[tuple[int, int], ...]:
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):  # CSV form "s-e;s-e"
-        parts = [p.strip() for p in value.split(";") if p.strip()]
-        matches = [re.fullmatch(r"(\d+)\s*-\s*(\d+)", p) for p in parts]
-        if not all(matches):
-            raise VadmilError(
-                f"{where}: intervals '{value}' must be 's-e;s-e' frame ranges, e.g. 120-250;400-512"
-            )
-        return _intervals([g for m in matches for g in m.groups()], where, "s-e;s-e")
-    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
-        raise VadmilError(f"{where}: intervals must be a list of [start, end] pairs, got {value!r}")
-    return _intervals([x for p in value for x in p], where, "[[start, end], ...]")
-
-
-def load_manifest(path: str, split: str | None = None) -> dict[str, VideoLabel]:
-    """Generic manifest for your own data (CSV or JSON by extension); keeps the rows of ``split``."""
-    out: dict[str, VideoLabel] = {}
-    splits: list[str] = []
-    for where, row in _manifest_rows(path):
-        row_split = str(row["split"])
-        splits += [row_split] if row_split not in splits else []
-        if split is not None and row_split != split:
-            continue
-        vid = _vid(str(row["video_id"]), where)
-        raw = row["label"]
-        label = {"0": 0, "1": 1, "normal": 0, "abnormal": 1}.get(str(raw).strip().lower())
-        if label is None:
-            raise VadmilError(f"{where}: label {raw!r} of {vid} must be 0/1 or normal/abnormal; fix the row")
-        pairs = _manifest_intervals(row.get("intervals"), where)
-        if not label and pairs:
-            raise VadmilError(f"{where}: normal video {vid} has intervals; fix its label or its intervals")
-        _add(out, VideoLabel(vid, label, pairs, category=str(row.get("category") or "")), where)
-    if split is not None and not out:
-        raise VadmilError(
-            f"manifest {path} has no row with split '{split}'; splits present: {', '.join(splits)}"
-        )
-    return out

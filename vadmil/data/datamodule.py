@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vadmil.data.bags import eval_features, pool_segments
+from vadmil.data.checks import check_split
 from vadmil.data.eval_cache import CachedBatches, check_budget, fits, padded_size
 from vadmil.data.labels import VideoLabel
 from vadmil.data.loaders import collate_bags, video_loader
@@ -150,6 +151,7 @@ class MILDataModule(pl.LightningDataModule):
         cache: pre-pool every training bag in memory at setup (fast epochs; N·C·S·D floats).
         val_cache_mb: keep the padded validation batches in memory after the first validation when they take at
             most this many MiB (0: read them at every validation); see :mod:`vadmil.data.eval_cache`.
+        end_inclusive, frame_span: the evaluation protocol, for checking test intervals against frame counts.
     """
 
     def __init__(
@@ -171,6 +173,8 @@ class MILDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         cache: bool = True,
         val_cache_mb: float = 2048,
+        end_inclusive: bool = True,
+        frame_span: str = "video",
     ):
         super().__init__()
         self.store = FeatureStore(store)
@@ -187,6 +191,9 @@ class MILDataModule(pl.LightningDataModule):
         self.eval_batch_size, self.num_workers, self.cache = eval_batch_size, num_workers, cache
         self.val_cache_mb = check_budget(val_cache_mb)
         self._check_ids()
+        # Every split (validation is drawn from train) checked now, before any training: shapes, finiteness, intervals.
+        self.train_videos = check_split(self.store, self.train_videos, "training", end_inclusive, frame_span)
+        self.test_videos = check_split(self.store, self.test_videos, "test", end_inclusive, frame_span)
         self.train_ids, self.val_ids = stratified_split(self.train_videos, val_fraction, split_seed)
         self.test_ids = list(self.test_videos)
         self._check_classes("test", self.test_videos)

@@ -194,7 +194,12 @@ class FeatureReader:
         extension needs no registration), then normalised (:func:`~vadmil.data.labels.normalise_video_id`)."""
         ext = Path(self.pattern).suffix
         name = path.name[: -len(ext)] if ext and path.name.endswith(ext) else path.name
-        return normalise_video_id(name)
+        try:
+            return normalise_video_id(name)
+        except VadmilError:  # e.g. "..npy": "." and ".." are no names (they would wedge the store)
+            raise VadmilError(
+                f"{path}: cannot derive a video id from the file name '{path.name}'; name each file <video_id>{ext}"
+            ) from None
 
     def plan(self) -> list[VideoFiles]:
         """Every video, sorted by id; reads only the first file's header (to learn C and D)."""

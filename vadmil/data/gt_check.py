@@ -26,8 +26,16 @@ def load_released(path: str | Path) -> np.ndarray:
     """The released vector: 1-D, 0/1 per frame."""
     try:
         gt = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise VadmilError(f"cannot read released ground truth {path} ({type(e).__name__})") from None
+    except Exception as e:  # missing, not NumPy, pickled objects, a damaged archive
+        raise VadmilError(
+            f"cannot read released ground truth {path} ({type(e).__name__}); give the gt-*.npy file"
+        ) from None
+    if not isinstance(gt, np.ndarray):  # an .npz archive of several arrays
+        gt.close()
+        raise VadmilError(
+            f"released ground truth {path} is an .npz archive, not one array; give the concatenated per-frame "
+            "gt-*.npy vector (or save the archive's array with numpy.save)"
+        )
     if gt.ndim != 1 or not np.isin(gt, (0, 1)).all():
         raise VadmilError(
             f"released ground truth {path} must be a 1-D 0/1 vector, got shape {gt.shape} and values "

@@ -21,6 +21,7 @@ from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.labels import normalise_video_id
 from vadmil.data.recipe import make_recipe
 from vadmil.data.store import FeatureStore
+from vadmil.data.store_writer import NoSpaceError
 from vadmil.errors import VadmilError
 
 log = logging.getLogger("vadmil.import")
@@ -92,6 +93,8 @@ def run_import(cfg: DictConfig) -> dict:
                 store.append(item.video_id, item.features, n_frames=n_frames, fps=fps, source=item.source,
                              extra=item.extra)  # fmt: skip
                 done += 1
+            except NoSpaceError:  # every later video would fail the same way
+                raise
             except VadmilError as err:
                 failures.append((video.video_id, str(err)))
                 tqdm.write(f"vadmil: failed: {video.video_id}: {err}", file=sys.stderr)

@@ -60,7 +60,7 @@ def normalise_video_id(name: str) -> str:
     if dot and ext.lower() in _EXTENSIONS:  # only known extensions: XD names contain dots
         base = stem
     base = _FEATURE_SUFFIX.sub("", base)
-    if not base:
+    if base in ("", ".", ".."):  # "." and ".." are not HDF5 names: such a video would wedge the store
         raise VadmilError(f"cannot derive a video id from '{name}'; name each file <video_id>.<ext>")
     return base
 

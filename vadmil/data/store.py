@@ -18,18 +18,15 @@ published file in place:
 
 A kill at any moment leaves the last committed store intact plus complete pending files; readers see both, and the
 next writer commits them first. A writer holds an exclusive lock (``<store>.lock``) so two writers never race.
+Writing is :mod:`vadmil.data.store_writer` (symlinks, partial copies, disk space).
 Handles are opened lazily and reopened after a fork, so one reader can be handed to DataLoader workers.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
 import os
-import shutil
-from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
@@ -37,41 +34,38 @@ import numpy as np
 
 from vadmil import __version__
 from vadmil.data.geometry import SnippetGeometry
-from vadmil.data.recipe import plain_attr, recipe_differences, recipe_of
+from vadmil.data.recipe import plain_attr, recipe_of
+from vadmil.data.store_writer import EXTRA, SCHEMA_VERSION, VIDEOS, StoreWriter, store_path
 from vadmil.errors import VadmilError
+
+__all__ = ["EXTRA", "SCHEMA_VERSION", "VIDEOS", "FeatureStore"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-VIDEOS = "videos"
-EXTRA = "extra"  # group of a video's named extra streams (e.g. XD-Violence VGGish audio [T_a, 128])
-_CHUNK_BYTES = 64 * 2**20
+
+_REQUIRED = {
+    "feature_dim": int,
+    "n_crops": int,
+    "snippet_len": int,
+    "snippet_stride": int,
+    "tail_policy": str,
+}
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _missing_recipe(attrs) -> str | None:
+    """The root attributes every reader needs that are absent or of the wrong kind, as text; None if all fine."""
+    bad = []
+    for key, kind in _REQUIRED.items():
+        try:
+            ok = key in attrs and (kind is str or int(attrs[key]) > 0)
+        except (TypeError, ValueError):
+            ok = False
+        bad += [] if ok else [key]
+    return ", ".join(bad) or None
 
 
-def _write_video(
-    group: h5py.Group, features: np.ndarray, attrs: Mapping, extra: Mapping | None = None
-) -> None:
-    """Write one video's dataset, extra streams and attributes into ``group``; ``complete`` last."""
-    row_bytes = features.shape[1] * features.shape[2] * features.dtype.itemsize
-    chunk_rows = max(1, min(features.shape[0], _CHUNK_BYTES // row_bytes))
-    group.create_dataset("features", data=features, chunks=(chunk_rows, *features.shape[1:]))
-    for name, stream in (extra or {}).items():
-        group.create_dataset(f"{EXTRA}/{name}", data=np.asarray(stream))
-    for key, value in attrs.items():
-        group.attrs[key] = value
-    group.attrs["complete"] = True
-
-
-class FeatureStore:
-    """Read and append per-video snippet features.
+class FeatureStore(StoreWriter):
+    """Read and append per-video snippet features (the writing methods: :class:`~vadmil.data.store_writer.StoreWriter`).
 
     ``FeatureStore(path)`` opens an existing store for reading; ``FeatureStore.create(path, recipe)`` makes a new
     one, or reopens an existing one with the same recipe, for appending (use it as a context manager, or call
@@ -79,7 +73,7 @@ class FeatureStore:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = store_path(path)  # a symlink's target: readers look beside the file writers write
         self.writable = False
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -89,52 +83,6 @@ class FeatureStore:
         self._check()
 
     # ---- opening -------------------------------------------------------------------------------------------
-    @classmethod
-    def create(cls, path: str | os.PathLike, recipe: Mapping) -> FeatureStore:
-        """Create a store with ``recipe`` (see :func:`~vadmil.data.recipe.make_recipe`), or reopen an existing one with the same recipe,
-        for appending. Videos left pending by an interrupted writer are committed first."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise VadmilError(
-                f"feature store {path} is being written by another process; wait for it to finish or write to "
-                "another output path"
-            ) from None
-        try:
-            if not path.exists():
-                tmp = path.with_name(f".{path.name}.new")
-                with h5py.File(tmp, "w") as f:
-                    f.attrs["schema_version"] = SCHEMA_VERSION
-                    f.attrs["vadmil_version"] = __version__
-                    for key, value in recipe.items():
-                        f.attrs[key] = value
-                    f.create_group(VIDEOS)
-                _fsync(tmp)
-                os.replace(tmp, path)
-            store = cls(path)
-            diffs = recipe_differences(store.attrs, recipe)
-            if diffs:
-                store.close()
-                raise VadmilError(
-                    f"feature store {path} was made with a different recipe ({'; '.join(diffs)}); "
-                    "write to a new output path or use the store's recipe"
-                )
-        except BaseException:
-            os.close(lock_fd)
-            raise
-        store.writable, store._lock_fd = True, lock_fd
-        try:
-            store.commit()
-        except BaseException:
-            store.writable = False
-            store.close()  # releases the lock
-            raise
-        return store
-
     def _check(self) -> None:
         """Fail early, with a fix, on a missing, unreadable, foreign or newer-schema file."""
         if not self.path.exists():
@@ -155,6 +103,11 @@ class FeatureStore:
             problem = (
                 f"{self.path} is an HDF5 file but not a vadmil feature store (no schema_version attribute or "
                 "videos group); convert your features with `vadmil import`"
+            )
+        elif (missing := _missing_recipe(f.attrs)) is not None:
+            problem = (
+                f"feature store {self.path} has a schema_version but its recipe attribute(s) {missing} are missing or "
+                "not numbers (written by another tool, or damaged); re-create it with `vadmil extract` or `vadmil import`"
             )
         elif int(version) != SCHEMA_VERSION:
             problem = (
@@ -332,6 +285,10 @@ class FeatureStore:
         info["n_snippets"] = int(g["features"].shape[0])
         return info
 
+    def features(self, video_id: str) -> h5py.Dataset:
+        """One video's features as stored, read lazily ([T, C, D]; slice it to read)."""
+        return self._group(video_id)["features"]
+
     def n_snippets(self, video_id: str) -> int:
         return int(self._group(video_id)["features"].shape[0])
 
@@ -348,128 +305,6 @@ class FeatureStore:
                 "snippets; re-extract or re-import that video"
             )
         return x
-
-    def append(
-        self,
-        video_id: str,
-        features: np.ndarray,
-        *,
-        n_frames: int,
-        fps: float,
-        source: str = "",
-        extra: Mapping[str, np.ndarray] | None = None,
-        overwrite: bool = False,
-        attrs: Mapping | None = None,
-    ) -> bool:
-        """Add one video's features [T, C, D] (and its declared extra streams, each [T_e, dim]); returns False
-        (and writes nothing) when it is already in the store. ``attrs``: more per-video attributes (e.g. the
-        extractor's ``duration_s``, ``time_source``, ``integrity``).
-
-        The video is durable when this returns (a pending file); it joins the store file at the next commit.
-        """
-        if not self.writable:
-            raise VadmilError(
-                f"feature store {self.path} is open read-only; open it with FeatureStore.create"
-            )
-        if not video_id or "/" in video_id:
-            raise VadmilError(f"invalid video id {video_id!r}: ids must be non-empty and contain no '/'")
-        features = np.asarray(features)
-        expected = (self.n_crops, self.feature_dim)
-        if features.ndim != 3 or features.shape[1:] != expected or features.shape[0] < 1:
-            raise VadmilError(
-                f"video '{video_id}': features have shape {features.shape} but store {self.path} needs "
-                f"[T>=1, {expected[0]}, {expected[1]}] (n_crops, feature_dim)"
-            )
-        stored = features.astype(np.dtype(str(self.file.attrs["feature_dtype"])))
-        if not (np.isfinite(features).all() and np.isfinite(stored).all()):
-            raise VadmilError(
-                f"video '{video_id}': features contain NaN/Inf (or overflow {stored.dtype}); nothing was written for it"
-            )
-        extra = self._check_extra(video_id, extra or {})
-        if video_id in self and not overwrite:
-            return False
-        attrs = {
-            **{k: v for k, v in (attrs or {}).items() if k not in ("complete", "video_id")},
-            "video_id": video_id,
-            "n_frames": int(n_frames),
-            "fps": float(fps),
-            "source": str(source),
-            # Mean L2 norm per snippet: tells apart feature lineages (e.g. I3D norms of ~22 vs ~2.5).
-            "mean_norm": float(np.linalg.norm(features.astype(np.float32), axis=-1).mean()),
-        }
-        self.pending_dir.mkdir(exist_ok=True)
-        final = self.pending_dir / f"{hashlib.sha1(video_id.encode()).hexdigest()}.h5"
-        tmp = final.with_suffix(".tmp")
-        handle = self._pending_handles.pop(video_id, None)
-        if handle is not None:
-            handle.close()
-        with h5py.File(tmp, "w") as f:
-            _write_video(f, stored, attrs, extra)
-        # No fsync (it tripled the append time): the rename alone makes a pending file whole-or-absent for a
-        # killed process, whose writes survive in the page cache. Only a power loss can leave an unreadable one,
-        # which readers skip (that video is re-appended on resume); the commit that publishes the store is synced.
-        os.replace(tmp, final)
-        self._pending()[video_id] = final
-        return True
-
-    def _check_extra(self, video_id: str, extra: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Extra streams as float32 [T_e, dim], checked against the store's declared streams."""
-        declared, out = self.extra_streams, {}
-        for name, stream in extra.items():
-            stream = np.asarray(stream, dtype=np.float32)
-            if name not in declared:
-                raise VadmilError(
-                    f"video '{video_id}': extra stream '{name}' is not declared by store {self.path} "
-                    f"(declared: {sorted(declared) or 'none'}); create the store with extra_streams={{'{name}': dim}}"
-                )
-            if stream.ndim != 2 or stream.shape[1] != declared[name] or len(stream) < 1:
-                raise VadmilError(
-                    f"video '{video_id}': extra stream '{name}' has shape {stream.shape}; the store needs "
-                    f"[T>=1, {declared[name]}]"
-                )
-            if not np.isfinite(stream).all():
-                raise VadmilError(
-                    f"video '{video_id}': extra stream '{name}' contains NaN/Inf; nothing was written"
-                )
-            out[name] = stream
-        return out
-
-    def commit(self) -> int:
-        """Move pending videos into the store file: copy, add, sync, atomically rename. Returns how many."""
-        if not self.writable:
-            raise VadmilError(
-                f"feature store {self.path} is open read-only; open it with FeatureStore.create"
-            )
-        pending = dict(self._pending())
-        if not pending:
-            self._remove_pending_dir()
-            return 0
-        tmp = self.path.with_name(f".{self.path.name}.commit")
-        shutil.copyfile(self.path, tmp)
-        with h5py.File(tmp, "a") as out:
-            videos = out[VIDEOS]
-            for video_id, src_path in pending.items():
-                with h5py.File(src_path, "r") as src:
-                    if video_id in videos:
-                        del videos[video_id]
-                    attrs = {k: v for k, v in src.attrs.items() if k not in ("video_id", "complete")}
-                    extra = {name: ds[()] for name, ds in src.get(EXTRA, {}).items()}
-                    _write_video(videos.create_group(video_id), src["features"][()], attrs, extra)
-        _fsync(tmp)
-        self._release_handles()
-        os.replace(tmp, self.path)
-        _fsync(self.path.parent)
-        for src_path in pending.values():
-            src_path.unlink()
-        self._remove_pending_dir()
-        return len(pending)
-
-    def _remove_pending_dir(self) -> None:
-        if self.pending_dir.is_dir():
-            # Anything left is garbage: temp files of a killed writer, or files a power loss made unreadable.
-            for stale in self.pending_dir.iterdir():  # (we hold the writer lock)
-                stale.unlink()
-            self.pending_dir.rmdir()
 
     def mean_norm(self) -> float:
         """Mean per-snippet L2 norm over complete videos (weighted by snippet count)."""

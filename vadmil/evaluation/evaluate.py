@@ -7,21 +7,40 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from vadmil.data.checks import check_split
 from vadmil.data.loaders import video_loader
 from vadmil.data.store import FeatureStore
+from vadmil.errors import VadmilError
 from vadmil.evaluation.predict import evaluate_module
-from vadmil.rundir import RunDir, load_checkpoint, restore_module
+from vadmil.rundir import RunDir, load_checkpoint, load_run_config, restore_module
 
 
-def evaluate_run(run_dir: str | Path, eval_overrides: dict | None = None) -> dict:
-    """Rebuild the head from ``<run>/config.yaml``, load ``<run>/checkpoints/best.ckpt``, score the test split."""
+def evaluate_run(
+    run_dir: str | Path, eval_overrides: dict | None = None, allow_unfinished: bool = False
+) -> dict:
+    """Rebuild the head from ``<run>/config.yaml``, load ``<run>/checkpoints/best.ckpt``, score the test split.
+    A run without ``metrics.json`` (killed, failed or still training) is refused unless ``allow_unfinished``: its
+    best.ckpt may be a mid-training checkpoint."""
     run = RunDir(run_dir)
     run.require_finished()
-    cfg = OmegaConf.load(run.config)
+    if not run.metrics.is_file() and not allow_unfinished:
+        state = f"failed ({run.error.name})" if run.error.is_file() else "was killed or is still running"
+        raise VadmilError(
+            f"{run.path} has no {run.metrics.name}: its training {state}, so {run.checkpoint.relative_to(run.path)} "
+            "may be a mid-training checkpoint; pass allow_unfinished=true to evaluate it anyway"
+        )
+    cfg = load_run_config(run.config)  # checked: only allow-listed _target_s are built from it
     if eval_overrides:
         cfg.eval = OmegaConf.merge(cfg.eval, {k: v for k, v in eval_overrides.items() if v is not None})
     store = FeatureStore(cfg.dataset.store)
     test_videos = instantiate(cfg.dataset.annotations.test)
+    missing = [v for v in test_videos if v not in store]
+    if missing:
+        raise VadmilError(
+            f"{len(missing)} test video(s) of the run's annotations are not in its store {store.path}, e.g. "
+            f"'{missing[0]}'; was the store or the annotation file replaced since training?"
+        )
+    test_videos = check_split(store, test_videos, "test", cfg.eval.end_inclusive, cfg.eval.frame_span)
     module = restore_module(
         cfg, store.feature_dim, load_checkpoint(run.checkpoint)["state_dict"], run.checkpoint
     )

@@ -32,7 +32,7 @@ def load_predictions(run_dir: Path) -> Predictions | None:
     """The run's frame scores and labels, or None when ``predictions.npz`` is missing, damaged or predates them."""
     try:
         scores, labels = read_frame_predictions(RunDir(run_dir).predictions)
-    except (OSError, ValueError, KeyError):
+    except Exception:  # any damage (truncated zip, bad member): no curves, never a failed report
         return None
     if not scores or set(scores) != set(labels):
         return None

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from vadmil.errors import VadmilError
-from vadmil.rundir import METRICS, RunDir
+from vadmil.rundir import METRICS, PREDICTIONS, RunDir
 
 STATUSES = ("complete", "failed", "unfinished")
 
@@ -68,7 +70,8 @@ class Run:
     def store(self) -> str | None:
         """The feature store's path (complete runs: as recorded; others: from the resolved config, if any)."""
         if self.metrics:
-            return _get(self.metrics, "features.store")
+            store = _get(self.metrics, "features.store")
+            return store if isinstance(store, str) else None
         store = _get(self.config, "dataset.store")
         return store if isinstance(store, str) and "${" not in store else None
 
@@ -84,7 +87,7 @@ def _get(data: dict, dotted: str, default=None):
 def _read_yaml(path: Path, default):
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # unreadable, not text (UnicodeDecodeError), not YAML
         return default
     return default if data is None else data
 
@@ -116,19 +119,57 @@ def load_run(path: Path, root: Path) -> Run:
     config = _read_yaml(files.config, None)
     run.config = config if isinstance(config, dict) else _read_yaml(files.hydra_config, {})
     hydra = _read_yaml(files.hydra_meta, {})
-    run.choices = _get(hydra, "hydra.runtime.choices", {}) or {}
+    choices = _get(hydra, "hydra.runtime.choices", {})
+    run.choices = choices if isinstance(choices, dict) else {}
     overrides = _read_yaml(files.hydra_overrides, [])
     run.overrides = [str(o) for o in overrides] if isinstance(overrides, list) else []
     if files.metrics.is_file():
         try:
-            run.metrics = json.loads(files.metrics.read_text())
-            run.status = "complete"
-        except (OSError, json.JSONDecodeError) as err:
-            run.status, run.error = "failed", f"unreadable {METRICS}: {err}"
+            metrics = json.loads(files.metrics.read_text())
+            problem = _metrics_problem(metrics) or _predictions_problem(files.predictions)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            problem = f"unreadable {METRICS}: {' '.join(str(err).split())}"
+        if problem:
+            run.status, run.error = "failed", problem
+        else:
+            run.status, run.metrics = "complete", metrics
     elif files.error.is_file():
         run.status = "failed"
-        run.error = " ".join(files.error.read_text(errors="replace").split()) or "(no reason recorded)"
+        try:
+            run.error = " ".join(files.error.read_text(errors="replace").split()) or "(no reason recorded)"
+        except OSError as err:
+            run.error = f"unreadable {files.error.name}: {err}"
     return run
+
+
+_SECTIONS = ("test", "validation", "features", "eval_protocol", "oracle_test")  # objects, when present
+
+
+def _metrics_problem(metrics) -> str | None:
+    """Why a parsed ``metrics.json`` cannot be reported (damaged or not written by vadmil), or None."""
+    if not isinstance(metrics, dict):
+        return f"{METRICS} holds a JSON {type(metrics).__name__}, not an object (damaged or not written by vadmil)"
+    if "test" not in metrics:
+        return f"{METRICS} has no test metrics (damaged or not written by `vadmil train`)"
+    for key in _SECTIONS:
+        if key in metrics and not isinstance(metrics[key], dict):
+            return f"{METRICS}: '{key}' is a JSON {type(metrics[key]).__name__}, not an object (damaged?)"
+    if not isinstance(metrics.get("primary_metric", ""), str | None):
+        return f"{METRICS}: primary_metric is not a metric name"
+    return None
+
+
+def _predictions_problem(path: Path) -> str | None:
+    """Why ``predictions.npz`` is damaged (truncated, or a member that fails its checksum), or None (also when
+    absent: runs of older versions have none). Reads the whole archive once."""
+    if not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        return f"unreadable {PREDICTIONS} ({type(err).__name__}: {' '.join(str(err).split())})"
+    return f"damaged {PREDICTIONS}: {bad} fails its checksum" if bad else None
 
 
 def collect_runs(roots: list[str | Path]) -> list[Run]:

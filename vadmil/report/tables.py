@@ -64,9 +64,25 @@ def section_table(section: Section) -> tuple[list[str], list[list[str]]]:
         row = [str(g.rank or "–"), g.head, g.supervision, g.objective] + (
             [g.settings] if section.show_variant else []
         )
-        row += [runs_label(g)] + [fmt(g.stat(c, section.primary), c.digits) for c in COLUMNS]
+        row += [runs_label(g)] + [_cell(g.stat(c, section.primary), c.digits, len(g.runs)) for c in COLUMNS]
         rows.append(row)
     return headers, rows
+
+
+def _cell(stat: Stat, digits: int, n_runs: int) -> str:
+    """``fmt`` plus how many runs the value rests on when some runs lack it (NaN or missing): ``(n=2 of 3)``."""
+    text = fmt(stat, digits)
+    return f"{text} (n={stat.n} of {n_runs})" if 0 < stat.n < n_runs else text
+
+
+_MARKDOWN_SPECIAL = set("\\`*_[]<>#|&~")  # what can start markup inside a table cell or a heading
+
+
+def md(text) -> str:
+    """Text shown literally in Markdown: every character that could start markup (emphasis, links, raw HTML,
+    entities, table cells) backslash-escaped, line breaks flattened. Run names, ids and settings come from
+    folder names and command lines, so they are never trusted as markup."""
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in " ".join(str(text).split()))
 
 
 def section_note(section: Section) -> str:
@@ -84,7 +100,7 @@ def protocols(section: Section) -> str:
     for run in (r for g in section.groups for r in g.runs):
         p = run.metrics.get("eval_protocol") or {}
         text = (
-            ", ".join(f"{k}={p[k]}" for k in ("end_inclusive", "frame_span"))
+            ", ".join(f"{k}={p.get(k, '?')}" for k in ("end_inclusive", "frame_span"))
             + f", FAR at ≥ {p.get('threshold')}"
         )
         if text not in seen:
@@ -96,11 +112,11 @@ def markdown(sections: list[Section], incomplete: list[Run]) -> str:
     out = ["# vadmil leaderboard", "", NOTE, ""]
     for section in sections:
         headers, rows = section_table(section)
-        out += [f"## {section.title}", ""]
-        out += [section_note(section), ""]
-        out.append("| " + " | ".join(headers) + " |")
+        out += [f"## {md(section.title)}", ""]
+        out += [md(section_note(section)), ""]
+        out.append("| " + " | ".join(md(h) for h in headers) + " |")
         out.append("|" + "|".join("---" if h in TEXT_COLUMNS else "---:" for h in headers) + "|")
-        out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+        out += ["| " + " | ".join(md(cell) for cell in row) + " |" for row in rows]
         out.append("")
     if incomplete:
         out += [
@@ -110,12 +126,9 @@ def markdown(sections: list[Section], incomplete: list[Run]) -> str:
             "|---|---|---|---|---:|---|",
         ]
         for run in incomplete:
-            reason = (run.error or "no metrics.json and no error.txt (killed or still running)").replace(
-                "|", "\\|"
-            )
-            out.append(
-                f"| {run.name} | {run.status} | {run.dataset} | {run.head} | {_seed(run)} | {reason} |"
-            )
+            reason = run.error or "no metrics.json and no error.txt (killed or still running)"
+            cells = (run.name, run.status, run.dataset, run.head, _seed(run), reason)
+            out.append("| " + " | ".join(md(c) for c in cells) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -174,7 +187,7 @@ def leaderboard_csv(sections: list[Section]) -> str:
     """One row per group: identity, counts, and ``<column>_mean`` / ``<column>_std`` of every metric."""
     header = ["dataset", "features_id", "features", "primary_metric", "rank", "head", "supervision", "objective",
               "objective_hash", "variant", "variant_hash", "n_runs", "n_incomplete", "seeds"]  # fmt: skip
-    header += [f"{c.key}_{s}" for c in COLUMNS for s in ("mean", "std")]
+    header += [f"{c.key}_{s}" for c in COLUMNS for s in ("mean", "std", "n")]  # n: runs with a finite value
     rows = []
     for section in sections:
         for g in section.groups:
@@ -184,6 +197,6 @@ def leaderboard_csv(sections: list[Section]) -> str:
                    len(g.incomplete), seeds]  # fmt: skip
             for c in COLUMNS:
                 stat = g.stat(c, section.primary)
-                row += [_number(stat.mean), _number(stat.std)]
+                row += [_number(stat.mean), _number(stat.std), stat.n]
             rows.append(row)
     return _csv(header, rows)

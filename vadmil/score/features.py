@@ -22,6 +22,7 @@ from vadmil.data.recipe import recipe_differences
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import Extractor, build_extractor
 from vadmil.extract.pipeline import BackboneRunner, SnippetBatch, check_length
+from vadmil.trust import trusted_config
 
 
 @dataclass
@@ -41,7 +42,12 @@ class VideoMeta:
 def recorded_extraction(recipe: dict, store: str) -> DictConfig:
     """The `vadmil extract` config recorded in a training recipe; an error for stores not extracted from videos."""
     text = recipe.get("extraction_config") or ""
-    cfg = OmegaConf.create(text) if text.strip() else OmegaConf.create({})
+    # Data from the store or checkpoint: resolved and checked before its backbone is built.
+    cfg = (
+        trusted_config(text, f"the extraction config of store {store}")
+        if text.strip()
+        else OmegaConf.create({})
+    )
     if not isinstance(cfg, DictConfig) or "decoder" not in cfg or "_target_" not in cfg.get("backbone", {}):
         raise VadmilError(
             f"the training store {store} (backbone '{recipe.get('backbone')}') was not made by `vadmil extract` "

@@ -52,7 +52,8 @@ def load_scoring_model(path: str | Path) -> ScoringModel:
     error: the head cannot be rebuilt, nor the features reproduced, without them."""
     run = load_finished_run(path)
     cfg = run.config
-    recipe = (run.info.get("features") or {}).copy()
+    features = run.info.get("features")
+    recipe = dict(features) if isinstance(features, dict) else {}
     if not recipe.get("extraction_config"):
         store_path = Path(str(cfg.dataset.store))
         if not store_path.is_file():
@@ -62,4 +63,11 @@ def load_scoring_model(path: str | Path) -> ScoringModel:
             )
         with FeatureStore(store_path) as store:
             recipe = {**store.recipe(), "extraction_config": store.attrs.get("extraction_config", "")}
-    return ScoringModel(run.module(int(recipe["feature_dim"])), cfg, recipe, run.checkpoint_path)
+    try:
+        feature_dim = int(recipe["feature_dim"])
+    except (KeyError, TypeError, ValueError):
+        raise VadmilError(
+            f"checkpoint {run.checkpoint_path} records no usable feature_dim in its store recipe "
+            f"({recipe.get('feature_dim')!r}); use a checkpoint written by `vadmil train`"
+        ) from None
+    return ScoringModel(run.module(feature_dim), cfg, recipe, run.checkpoint_path)

@@ -61,7 +61,8 @@ def make_datamodule(cfg: DictConfig, train_videos: dict, test_videos: dict, **ov
     data = {k: v for k, v in cfg.data.items() if k != "standardise"}
     kind, extra = datamodule_for(cfg)
     return kind(store=cfg.dataset.store, train=train_videos, test=test_videos,
-                feature_dim=cfg.dataset.feature_dim, **{**data, **extra, **overrides})  # fmt: skip
+                feature_dim=cfg.dataset.feature_dim, end_inclusive=cfg.eval.end_inclusive,
+                frame_span=cfg.eval.frame_span, **{**data, **extra, **overrides})  # fmt: skip
 
 
 def store_summary(store: FeatureStore) -> dict:
