@@ -36,7 +36,8 @@ def test_datamodule_statistics_use_training_videos_only(tiny_splits):
 
     store, train, test = tiny_splits
     cfg = OmegaConf.create({"dataset": {"store": str(store), "feature_dim": None},
-                            "data": {"standardise": True, "val_fraction": 0.2, "batch_size": 4}})  # fmt: skip
+                            "data": {"standardise": True, "val_fraction": 0.2, "batch_size": 4},
+                            "eval": {"end_inclusive": True, "frame_span": "video"}})  # fmt: skip
     dm = make_datamodule(cfg, train, test)
     mean, _ = dm.feature_statistics()
     expected = np.concatenate([dm.store.read(v).reshape(-1, dm.feature_dim) for v in dm.train_ids]).mean(0)
