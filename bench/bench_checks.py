@@ -1,19 +1,18 @@
 """What the split checks at setup cost (vadmil/data/checks.py): every video's shape, finiteness and intervals,
 before any training, against a plain read of the same features — side by side, medians of 3, warm page cache.
 
-    flock /work/wt/bench.lock nice -n 0 .venv/bin/python bench/bench_checks.py
+    .venv/bin/python bench/bench_checks.py
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_train import timeit  # bench/ is sys.path[0] when a bench runs as a script
 
 from vadmil.data.checks import check_split
 from vadmil.data.geometry import SnippetGeometry
@@ -24,13 +23,7 @@ from vadmil.data.store import FeatureStore
 
 def rate(fn, n_videos: int, repeats: int = 3) -> float:
     """Median videos/s of ``fn`` (one warm-up call first)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return n_videos / statistics.median(times)
+    return n_videos / timeit(fn, repeats, warmup=1)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ The store: 200 training + 20 test synthetic videos, 10 crops x 2048-d, 24-300 sn
 written under /tmp on first use (≈ 2.8 GB; never commit it). Every run uses experiment=sultani_ucf_crime's data
 and model settings on a manifest data set, with the oracle off (it is not part of the fit time anyway).
 
-    flock /work/wt/bench.lock nice -n 0 .venv/bin/python bench/bench_fit.py --steps 98 --before-steps 30
+    .venv/bin/python bench/bench_fit.py --steps 98 --before-steps 30
 
 The step-only time is each fit's ``train_seconds`` (its optimiser steps, data included). A 1,500-step fit takes
 15+ min of steps alone on 2 cores, so each run trains fewer steps and the table also extrapolates to 1,500

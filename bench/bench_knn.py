@@ -6,7 +6,7 @@ ten videos (random values: the cost does not depend on them) through the reservo
 distances of query blocks to the bank (the faster of two tries: the machine may be shared), extrapolated to the
 UCF-Crime test split (290 videos, 1.11 M frames: about 69 k snippets x 10 crops).
 
-    flock /work/wt/bench.lock nice -n 0 .venv/bin/python bench/bench_knn.py [--banks 20000 100000]
+    .venv/bin/python bench/bench_knn.py [--banks 20000 100000]
 """
 
 from __future__ import annotations

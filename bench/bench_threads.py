@@ -3,9 +3,9 @@
 Runs whole `vadmil extract` jobs (the library call behind the command) on vtest.avi — x3d_xs random init, one
 160 px centre crop, 16-frame snippets, the default 2 decoding workers — alternating the settings round by round so
 that load changes hit every setting alike; then decodes the file with every installed backend (probe included)
-and times the probe (demux pass) alone. Hold the bench lock:
+and times the probe (demux pass) alone. Run it alone:
 
-    flock /work/wt/bench.lock nice -n 0 .venv/bin/python bench/bench_threads.py --rounds 2
+    .venv/bin/python bench/bench_threads.py --rounds 2
 """
 
 from __future__ import annotations

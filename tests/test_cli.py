@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import TINY_OVERRIDES, run_vadmil
+from tests.inprocess import run_inprocess
 from vadmil.cli import COMMANDS
 from vadmil.commands.base import config_dir
 
@@ -159,6 +160,8 @@ def test_help_and_unknown_command(tmp_path):
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_has_help(command, tmp_path):
-    result = run_vadmil(command, "--help", cwd=tmp_path)
+    result = run_inprocess(
+        command, "--help", cwd=tmp_path
+    )  # in this process: help needs no start-up per command
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"vadmil {command}" in result.stdout

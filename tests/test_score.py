@@ -107,7 +107,9 @@ def test_times_follow_the_stream_timestamps(trained, tmp_path):
     assert summary["duration_s"] == pytest.approx(expected[-1] + np.median(np.diff(expected)), abs=1e-3)
 
 
-@pytest.mark.parametrize("head", ["dted", "fcn"])
+@pytest.mark.parametrize(
+    "head", ["dted", pytest.param("fcn", marks=pytest.mark.slow)]
+)  # fcn: slow (dted covers it)
 def test_streaming_equals_offline_with_the_same_window(trained, tmp_path, head):
     """Streamed scores (progressive decoding, one snippet at a time) equal offline windowed scores; for the
     per-snippet FCN they also equal the plain whole-video scores."""

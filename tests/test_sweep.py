@@ -85,6 +85,7 @@ def test_joblib_sweep_of_two_heads_and_two_seeds_then_report(tmp_path):
     assert len(rows) == 2 and all("| 2 |" in row for row in rows)  # two heads ranked, two seeds each
 
 
+@pytest.mark.slow  # the joblib sweep above covers sweep -> report in `make test`
 def test_submitit_local_sweep_then_report(tmp_path, monkeypatch):
     # submitit_local starts every job at once: one thread each keeps 4 jobs on 2 cores from thrashing.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
