@@ -29,6 +29,7 @@ EXPERIMENTS = {
     "gcn_hlnet": "hlnet_xd_violence",
     "rtfm": "rtfm_ucf_crime",
     "dted": "dted_ucf_crime",
+    "mgfn": "mgfn_ucf_crime",
 }
 UCF_TEST_VIDEOS, UCF_TEST_FRAMES = 290, 1_110_000
 
