@@ -132,8 +132,8 @@ class MGFNHead(nn.Module):
 
     Args:
         in_dim: feature dimension D, taken from the feature store.
-        dims: width of each stage; a ``null`` entry is D // 2 (the code's last width is 1024 for its 2048-d
-            I3D input; ``experiment=mgfn`` sets [64, 128, 1024]).
+        dims: width of each stage (the code's 64, 128, 1024; ``model=mgfn`` uses a compact 64, 128, 128 and
+            ``experiment=mgfn`` the code's widths).
         depths: layers per stage (3, 3, 2). blocks: ``glance`` or ``focus`` per stage.
         head_dim: channels per attention head; a stage of width d has max(1, d // head_dim) heads.
         focus_kernel: the focus block's temporal kernel (5). ff_mult: feed-forward expansion (4).
@@ -145,7 +145,7 @@ class MGFNHead(nn.Module):
     def __init__(
         self,
         in_dim: int,
-        dims: Sequence[int | None] = (64, 128, None),
+        dims: Sequence[int] = (64, 128, 1024),
         depths: Sequence[int] = (3, 3, 2),
         blocks: Sequence[str] = ("glance", "focus", "focus"),
         head_dim: int = 64,
@@ -162,7 +162,7 @@ class MGFNHead(nn.Module):
             )
         for block in blocks:
             check_choice("MGFN block", block, BLOCKS)
-        widths = [int(d) if d is not None else max(1, in_dim // 2) for d in dims]
+        widths = [int(d) for d in dims]
         self.to_tokens = MaskedConv1d(in_dim, widths[0], 3)
         self.to_magnitude = MaskedConv1d(1, widths[0], 3)
         self.magnitude_ratio = magnitude_ratio
