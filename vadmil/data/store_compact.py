@@ -17,12 +17,12 @@ import h5py
 from tqdm import tqdm
 
 from vadmil.data import store_layout as layout
+from vadmil.data import store_writer
 from vadmil.data.store import FeatureStore
 from vadmil.data.store_writer import (
     EXTRA,
     SCHEMA_VERSION,
     VIDEOS,
-    _fsync,
     _lock,
     _remove_partial_copies,
     _require_space,
@@ -60,7 +60,7 @@ def _write_compact(store: FeatureStore, tmp: Path, progress: bool) -> int:
                 group = store._group(video_id)
                 out.copy(group, videos, name=video_id)  # datasets, chunking and attributes as they are
                 videos[video_id].attrs.pop("video_id", None)  # a pending file's own id attribute
-        _fsync(tmp)
+        store_writer._fsync(tmp)
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise VadmilError(
@@ -90,7 +90,7 @@ def compact(
             n = _write_compact(writer, tmp, progress)
             writer._release_handles()
             os.replace(tmp, path)
-            _fsync(path.parent)
+            store_writer._fsync(path.parent)
             layout.collect_garbage(path, set())  # nothing links to the segments any more
     else:
         if target.exists():
@@ -105,7 +105,7 @@ def compact(
             with FeatureStore(path) as reader:
                 n = _write_compact(reader, tmp, progress)
             os.replace(tmp, target)
-            _fsync(target.parent)
+            store_writer._fsync(target.parent)
         finally:
             os.close(lock_fd)
             Path(f"{target}.lock").unlink(missing_ok=True)
