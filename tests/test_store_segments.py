@@ -267,6 +267,8 @@ def test_vadmil_store_compact(path, tmp_path):
     [
         (["frobnicate", "store=x.h5"], "unknown store action 'frobnicate'; choose one of compact"),
         (["compact", "store=missing.h5"], "missing.h5 does not exist"),
+        ([], "vadmil store needs an action (compact)"),
+        (["compact"], "vadmil store compact needs the store: vadmil store compact store=<store.h5>"),
     ],
 )
 def test_vadmil_store_bad_input_is_one_line(tmp_path, args, fragment):

@@ -7,10 +7,10 @@ import sys
 
 import hydra
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vadmil.commands.base import config_dir, guarded
-from vadmil.errors import check_choice
+from vadmil.errors import VadmilError, check_choice
 
 ACTIONS = ("compact",)
 
@@ -24,7 +24,15 @@ def _size(n: int) -> str:
 def _run(cfg: DictConfig) -> None:
     from vadmil.data.store_compact import compact
 
+    if OmegaConf.is_missing(cfg, "action"):
+        raise VadmilError(
+            f"vadmil store needs an action ({', '.join(ACTIONS)}): vadmil store compact store=<store.h5>"
+        )
     check_choice("store action", cfg.action, ACTIONS, "vadmil store")
+    if OmegaConf.is_missing(cfg, "store"):
+        raise VadmilError(
+            f"vadmil store {cfg.action} needs the store: vadmil store {cfg.action} store=<store.h5>"
+        )
     output = to_absolute_path(cfg.output) if cfg.output else None
     result = compact(to_absolute_path(cfg.store), output, progress=cfg.progress)
     print(
