@@ -119,7 +119,9 @@ def test_a_sweeps_head_settings_apply_only_in_that_sweep():
     # every sweep_head file names an existing sweep and head
     for path in (CONF / "sweep_head").glob("*.yaml"):
         assert any(
-            path.stem == f"{sweep}_{head}" for sweep in group_configs("sweep") for head in group_configs("model")
+            path.stem == f"{sweep}_{head}"
+            for sweep in group_configs("sweep")
+            for head in group_configs("model")
         ), f"{path.name}: no sweep_<head> pair of that name"
     fcn = OmegaConf.to_container(_compose(["model=fcn"]).model)
     assert OmegaConf.to_container(_compose(["sweep=demo", "model=fcn"]).model) == fcn  # no file: unchanged

@@ -31,9 +31,9 @@ from vadmil.errors import VadmilError
 
 log = logging.getLogger("vadmil.data.store")
 
-SCHEMA_VERSION = (
-    2  # written by this vadmil; v1 stores (no segments) are read as they are and upgraded by a commit
-)
+# Written by this vadmil: v2 (videos may link into segment files). v1 stores (every video in the one file) are read
+# as they are, and their next commit upgrades them (vadmil/data/store_layout.py).
+SCHEMA_VERSION = 2
 VIDEOS = layout.VIDEOS
 EXTRA = "extra"  # group of a video's named extra streams (e.g. XD-Violence VGGish audio [T_a, 128])
 INVALID_IDS = ("", ".", "..")  # not HDF5 group names: "." is the group itself
