@@ -198,6 +198,9 @@ def test_compact_in_place_then_append_again(path):
         np.testing.assert_array_equal(reader.read(_vid(i)), _x(i))
     reader.close()
     assert compact(path)["bytes_after"] == path.stat().st_size  # already one file: nothing to do
+    spelled = path.parent / "sub" / ".." / path.name
+    (path.parent / "sub").mkdir()
+    assert compact(path, spelled)["output"] == str(path)  # output= the store itself: in place
     _append(path, [4])  # the compacted file becomes the first segment again, by a hard link
     _assert_exact(path, range(5))
 

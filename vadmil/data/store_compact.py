@@ -76,6 +76,8 @@ def compact(
     Returns ``{"videos", "bytes_before", "bytes_after", "output"}``."""
     path = store_path(store)
     target = path if output is None else store_path(output)
+    if target.exists() and os.path.samefile(target, path):  # the store itself, however it was spelled
+        target = path
     FeatureStore(path).close()  # a clear error for a missing, foreign or damaged store, before any lock
     before = _footprint(path)
     if target == path:
