@@ -279,3 +279,12 @@ def test_vadmil_store_bad_input_is_one_line(tmp_path, args, fragment):
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("vadmil: error:")]
     assert len(errors) == 1 and fragment in errors[0], result.stderr
+
+
+def test_many_segments_suggest_compaction(path, monkeypatch, caplog):
+    monkeypatch.setattr(writer, "_MANY_SEGMENTS", 1)
+    caplog.set_level("INFO", logger="vadmil.data.store")
+    _append(path, [0])
+    assert "vadmil store compact" not in caplog.text
+    _append(path, [1])
+    assert "has 2 segment files; `vadmil store compact store=" in caplog.text

@@ -40,6 +40,7 @@ INVALID_IDS = ("", ".", "..")  # not HDF5 group names: "." is the group itself
 _CHUNK_BYTES = 64 * 2**20
 _SPACE_MARGIN = 4 * 2**20  # HDF5 metadata and page slack on top of the data bytes
 _INDEX_BYTES_PER_VIDEO = 512  # an external link in the index, with slack
+_MANY_SEGMENTS = 100
 
 
 class NoSpaceError(VadmilError):
@@ -321,7 +322,11 @@ class StoreWriter:
         for src_path in pending.values():
             src_path.unlink()
         self._remove_pending_dir()
-        layout.collect_garbage(self.path, {s for s, _ in links.values()})  # e.g. every video overwritten
+        segments = {s for s, _ in links.values()}
+        layout.collect_garbage(self.path, segments)  # e.g. every video overwritten
+        if len(segments) > _MANY_SEGMENTS:  # each is a file readers keep open
+            log.info("%s has %d segment files; `vadmil store compact store=%s` gathers them into one file",
+                     self.path, len(segments), self.path)  # fmt: skip
         return len(pending)
 
     def _remove_pending_dir(self) -> None:
