@@ -17,7 +17,15 @@ import pytest
 import vadmil.data.store_layout as layout
 import vadmil.data.store_writer as writer
 from tests.inprocess import run_inprocess
-from tests.test_store import _check_after_kill, _files_beside, _kill_at, _linked_segments, _write_v1
+from tests.test_store import (
+    _check_after_kill,
+    _files_beside,
+    _kill_at,
+    _linked_segments,
+    _resume_and_check,
+    _step_features,
+    _write_v1,
+)  # fmt: skip
 from tests.test_store import _recipe as _v1_recipe
 from vadmil.data.recipe import make_recipe
 from vadmil.data.store import FeatureStore
@@ -150,6 +158,39 @@ def test_without_hard_links_the_first_commit_of_a_v1_store_copies_it_once(path, 
     assert "has no hard links" in caplog.text
     _assert_exact(path, range(3))
     assert not list(path.parent.glob("features.h5.segments/*.tmp"))
+
+
+_NO_LINK_KILLS = {
+    # the first commit of a v1 store where the file system has no hard links: the segment of the new videos is
+    # renamed into place (os.replace 1), the v1 file copied (.tmp), synced and renamed into the segments folder
+    # (os.replace 2), then the new index replaces the store (os.replace 3)
+    "v1-copy-written": (shutil, "copyfile", "after", 1),
+    "v1-copy-renamed": (os, "replace", "after", 2),
+    "before-index-replace": (os, "replace", "before", 3),
+    "after-index-replace": (os, "replace", "after", 3),
+}
+
+
+@pytest.mark.parametrize("point", list(_NO_LINK_KILLS))
+def test_kill_9_while_a_v1_store_is_copied_in_without_hard_links(path, point):
+    _write_v1(path, {vid: _step_features(vid) for vid in ("v0", "v1")})
+    published = _sha(path)
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        try:
+            os.link = lambda *args: (_ for _ in ()).throw(OSError(errno.EPERM, "Operation not permitted"))
+            s = FeatureStore.create(path, _v1_recipe())
+            s.append("victim", _step_features("victim"), n_frames=64, fps=30.0)
+            _kill_at(*_NO_LINK_KILLS[point])
+            s.commit()
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the writer did not kill itself"
+    if point != "after-index-replace":
+        assert _sha(path) == published  # the v1 file, not a byte changed
+    visible = _check_after_kill(path, ["v0", "v1", "victim"], [], _step_features)
+    _resume_and_check(path, _v1_recipe(), visible, ["v0", "v1", "victim"], _step_features)
 
 
 # ---- sharing: one path, or one file ------------------------------------------------------------------------------
