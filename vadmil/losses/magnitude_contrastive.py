@@ -80,11 +80,10 @@ class MagnitudeContrastiveLoss(nn.Module):
     def _code_pairs(x, vx, y=None, vy=None):
         """Row pairs (x_rows, y_rows, joint validity) [P, K] as the code forms them."""
         c, k = x.shape[1], x.shape[2]
-        if y is not None:  # abnormal bag i with normal bag i, per crop
+        if y is not None:  # abnormal bag i with normal bag i, per crop, rows crop-major [C·p, K]
             p = min(len(x), len(y))
-            rows = lambda t: t[:p].transpose(0, 1).reshape(-1, k)  # noqa: E731  crop-major [C·p, K]
             joint = (vx[:p] & vy[:p]).repeat(c, 1).to(x.dtype)
-            return rows(x), rows(y), joint
+            return x[:p].transpose(0, 1).reshape(-1, k), y[:p].transpose(0, 1).reshape(-1, k), joint
         stacked = x.transpose(0, 1).reshape(-1, k)  # crop-major [C·n, K]
         v = vx.repeat(c, 1)
         h = len(stacked) // 2
