@@ -163,6 +163,39 @@ def frame_metrics_seconds() -> float:
     return time.perf_counter() - start
 
 
+def demo_step_ms(spec: str, steps: int = 7) -> dict:
+    """Median training step at demo scale: 20 bags x 1 crop x 32 segments x 192-d, one thread (as each demo job).
+
+    ``spec``: ``model[:override...]``, e.g. ``urdmu:sweep=demo`` (the demo sweep's head widths).
+    """
+    from hydra import compose, initialize_config_dir
+
+    from vadmil.commands.base import config_dir
+    from vadmil.training.module import MILModule
+
+    model, *extra = spec.split(":")
+    if "sweep=demo" in extra:  # the demo sweep needs a store and manifest to compose; they are not read here
+        extra += ["dataset.store=unused.h5", "dataset.annotations.path=unused.json"]
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose("train", [f"model={model}", *extra])
+    torch.manual_seed(0)
+    dim, bags, t = 192, 20, 32
+    module = MILModule.from_config(cfg, in_dim=dim).train()
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    batch = {"x": torch.randn(bags, 1, t, dim), "mask": torch.ones(bags, t, dtype=torch.bool),
+             "label": torch.tensor([0.0, 1.0]).repeat_interleave(bags // 2)}  # fmt: skip
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        loss, _ = module.objective(module(batch["x"], batch["mask"]), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return {"model": spec, "params": module.n_parameters, "step_ms": float(np.median(times[1:])) * 1000}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -170,9 +203,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="measured steps (default: 3 CPU, 20 GPU)")
     parser.add_argument("--eval-fraction", type=float, default=None, help="share of test videos scored")
     parser.add_argument("--models", default=",".join(EXPERIMENTS))
+    parser.add_argument("--demo-scale", help="instead: demo-scale step times of model[:override...],... "
+                        "(e.g. fcn,rtfm,urdmu,urdmu:sweep=demo)")  # fmt: skip
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.demo_scale:
+        from vadmil.commands.base import flush_denormals
+
+        flush_denormals()
+        torch.set_num_threads(1)
+        print("| model | params | step |\n|---|---|---|")
+        for spec in args.demo_scale.split(","):
+            r = demo_step_ms(spec)
+            print(f"| {r['model']} | {r['params'] / 1e6:.2f} M | {r['step_ms']:.0f} ms |", flush=True)
+        return
     gpu = args.device == "cuda"
     steps = args.steps or (20 if gpu else 3)
     fraction = args.eval_fraction or (1.0 if gpu else 0.05)

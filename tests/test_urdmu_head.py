@@ -339,3 +339,11 @@ def test_the_demo_sweep_narrows_the_head_and_nothing_else_does():
     assert (demo.model.head.dim, demo.model.head.dim_head, demo.model.head.mlp_dim) == (128, 32, 128)
     plain = _compose("model=urdmu")
     assert (plain.model.head.dim, plain.model.head.dim_head, plain.model.head.mlp_dim) == (512, 128, 512)
+
+
+def test_fold_reshapes_the_aux_tensors_bag_major():
+    x = torch.arange(6.0).reshape(6, 1).expand(6, 4)  # [B·C, T], B = 3, C = 2
+    out = HeadOutput(scores=x, aux={"a": x, "b": x[..., None].expand(6, 4, 5)}).fold(3, 2)
+    assert out.aux["a"].shape == (3, 2, 4) and out.aux["b"].shape == (3, 2, 4, 5)
+    assert out.aux["a"][1, 0, 0] == 2.0 and out.aux["b"][2, 1, 0, 0] == 5.0
+    assert HeadOutput(scores=x).fold(3, 2).aux is None
