@@ -149,7 +149,8 @@ def test_kl_analytic_and_padding():
     assert torch.allclose(LatentKLLoss("code")(out, batch), torch.tensor(0.5 * t))  # summed over time
     assert torch.allclose(LatentKLLoss("latent")(out, batch), torch.tensor(0.5 * e))  # summed over channels
     batch["mask"][0, 2:] = False
-    out.aux["normal_mu"][0, :, 2:] = 1e3  # padding values change nothing
+    out.aux["normal_mu"][0, :, 2:] = 1e3  # padding values change nothing, even overflowing ones
+    out.aux["normal_logvar"][0, :, 2:] = 1e4
     assert torch.allclose(LatentKLLoss("code")(out, batch), torch.tensor(0.5 * 2))
     assert torch.allclose(LatentKLLoss("latent")(out, batch), torch.tensor(0.5 * e))
     zero = _folded(b, c, t, e, normal_mu=torch.zeros(b, c, t, e), normal_logvar=torch.zeros(b, c, t, e))
@@ -304,11 +305,11 @@ def test_padding_values_do_not_change_any_loss():
     batch = {"mask": mask, "label": torch.tensor([0.0, 0.0, 1.0, 1.0])}
     terms = [UncertainTopKBCELoss(), MemoryBCELoss(), MemoryTripletLoss(), LatentKLLoss("code"),
              LatentKLLoss("latent"), ReadDistanceLoss()]  # fmt: skip
-    clean = [float(term(module(x, mask), batch)) for term in terms]
+    clean = [float(term(module(x, mask), batch).detach()) for term in terms]
     noisy_x = x.clone()
     noisy_x[0, :, 9:] = 1e3
     noisy_x[3, :, 13:] = -1e3
-    noisy = [float(term(module(noisy_x, mask), batch)) for term in terms]
+    noisy = [float(term(module(noisy_x, mask), batch).detach()) for term in terms]
     assert clean == pytest.approx(noisy, rel=1e-5, abs=1e-6)
 
 

@@ -46,7 +46,7 @@ def topk_index(values: torch.Tensor, mask: torch.Tensor, divisor: int) -> tuple[
 def topk_mean(values: torch.Tensor, mask: torch.Tensor, divisor: int) -> torch.Tensor:
     """Mean of each row's top-k real values: [R, T] → [R]."""
     index, valid = topk_index(values, mask, divisor)
-    return (values.gather(-1, index) * valid).sum(-1) / valid.sum(-1)
+    return torch.where(valid, values.gather(-1, index), 0.0).sum(-1) / valid.sum(-1)
 
 
 def selected_feature(
@@ -65,7 +65,7 @@ def selected_feature(
     crop_mask = mask.repeat_interleave(c, dim=0)
     index, valid = topk_index(key.reshape(b * c, t), crop_mask, divisor)
     source = (features if by is None else by).reshape(b * c, t, e)
-    picked = source.gather(1, index[:, :, None].expand(-1, -1, e)) * valid[:, :, None]
+    picked = torch.where(valid[:, :, None], source.gather(1, index[:, :, None].expand(-1, -1, e)), 0.0)
     return (picked.sum(1) / valid.sum(1, keepdim=True)).reshape(b, c, e).mean(dim=1)
 
 
@@ -123,9 +123,9 @@ class MemoryBCELoss(nn.Module):
                         topk_mean(1 - n_att[is_abnormal], m, self.k_divisor)):  # fmt: skip
                 total = total - torch.log(top).mean()
         if (~is_abnormal).any():
-            m = mask[~is_abnormal].to(a_att.dtype)
+            m = mask[~is_abnormal]
             for per_snippet in (-torch.log(n_att[~is_abnormal]), -torch.log(1 - a_att[~is_abnormal])):
-                total = total + (per_snippet * m).sum() / m.sum()
+                total = total + torch.where(m, per_snippet, 0.0).sum() / m.sum()
         return total
 
 
@@ -176,8 +176,8 @@ class LatentKLLoss(nn.Module):
         if not normal.any():
             return mu.sum() * 0.0
         mu, logvar = mu[normal], logvar[normal]
-        m = bag_mask(out, batch)[normal][:, None, :, None].to(mu.dtype)  # [b, 1, T, 1]
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()) * m  # [b, C, T, E]
+        m = bag_mask(out, batch)[normal][:, None, :, None]  # [b, 1, T, 1]
+        kl = torch.where(m, -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()), 0.0)  # [b, C, T, E]
         if self.reduce == "code":
             return kl.sum(dim=2).mean()
         return kl.sum(dim=-1).sum() / (m.sum() * mu.shape[1])
