@@ -53,7 +53,8 @@ class GlobalLocalAttention(nn.Module):
         self.to_qkvt = nn.Linear(dim, 4 * inner, bias=False)
         self.to_out = nn.Sequential(nn.Linear(2 * inner, dim), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, local: torch.Tensor | None = None) -> torch.Tensor:
+        """``local``: the [N, T, T] local affinity if already computed for this mask (shared by the layers)."""
         n, t, _ = x.shape
         q, k, v, loc = (
             part.reshape(n, t, self.heads, -1).transpose(1, 2) for part in self.to_qkvt(x).chunk(4, dim=-1)
@@ -61,7 +62,9 @@ class GlobalLocalAttention(nn.Module):
         dots = (q @ k.transpose(-1, -2)) * self.scale
         dots = dots.masked_fill(~mask[:, None, None, :], torch.finfo(dots.dtype).min)
         glob = dots.softmax(dim=-1) @ v
-        local = local_affinity(mask, self.local_norm).to(x.dtype)[:, None] @ loc
+        if local is None:
+            local = local_affinity(mask, self.local_norm)
+        local = local.to(x.dtype)[:, None] @ loc
         out = torch.cat([glob, local], dim=-1).transpose(1, 2).reshape(n, t, -1)
         return self.to_out(out)
 
@@ -92,10 +95,11 @@ class TransformerEncoder(nn.Module):
         self.ff_norm = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        local = local_affinity(mask, self.attn[0].local_norm) if len(self.attn) else None  # mask-only: shared
         for attn, attn_norm, ff, ff_norm in zip(
             self.attn, self.attn_norm, self.ff, self.ff_norm, strict=True
         ):
-            x = x + attn(attn_norm(x), mask)
+            x = x + attn(attn_norm(x), mask, local)
             x = x + ff(ff_norm(x))
         return x
 
