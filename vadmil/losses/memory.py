@@ -184,9 +184,12 @@ class LatentKLLoss(nn.Module):
 
 
 class ReadDistanceLoss(nn.Module):
-    """max(0, m − ‖n‖ + ‖a‖) averaged over pairs: a normal bag's sampled normal read ``a`` (its top-k normal-memory
-    snippets) stays ``margin`` below the paired abnormal bag's μ abnormal read ``n`` (its top-k abnormal-memory
-    snippets) in norm (the code's ``distance``; m = 100, weight 1e-4). Shapes: aux reads [B, C, T, E].
+    """max(0, m − ‖r_abn‖ + ‖r_nor‖) averaged over pairs (the code's ``distance``; m = 100, weight 1e-4).
+
+    r_nor: a normal bag's sampled normal read, averaged over its top-k normal-memory snippets (the anchor);
+    r_abn: the paired abnormal bag's μ abnormal read over its top-k abnormal-memory snippets. The abnormal read's
+    norm is pushed ``margin`` above the normal one's. Per crop, then averaged over crops. Shapes: aux reads
+    [B, C, T, E] → scalar.
     """
 
     def __init__(self, margin: float = 100.0, k_divisor: int = 16):
