@@ -348,3 +348,11 @@ def test_fold_reshapes_the_aux_tensors_bag_major():
     assert out.aux["a"].shape == (3, 2, 4) and out.aux["b"].shape == (3, 2, 4, 5)
     assert out.aux["a"][1, 0, 0] == 2.0 and out.aux["b"][2, 1, 0, 0] == 5.0
     assert HeadOutput(scores=x).fold(3, 2).aux is None
+
+
+def test_the_leaderboard_and_the_demo_discover_it():
+    from vadmil.commands.catalog import experiment_methods, experiment_shorthands, sweep_heads
+
+    assert "urdmu" in sweep_heads() and "urdmu" in experiment_methods()
+    assert experiment_shorthands()["urdmu_ucf_crime"] == ("urdmu", "ucf_crime")
+    assert experiment_shorthands()["urdmu_xd_violence"] == ("urdmu", "xd_violence")
