@@ -164,7 +164,8 @@ def frame_metrics_seconds() -> float:
 
 
 def demo_step_ms(spec: str, steps: int = 7) -> dict:
-    """Median training step at demo scale: 20 bags x 1 crop x 32 segments x 192-d, one thread (as each demo job).
+    """Median training step at demo scale: 20 bags x 1 crop x 32 segments x 2048-d (the demo store: X3D-XS's pooled
+    feature), one thread (as each demo job).
 
     ``spec``: ``model[:override...]``, e.g. ``urdmu:sweep=demo`` (the demo sweep's head widths).
     """
@@ -179,7 +180,7 @@ def demo_step_ms(spec: str, steps: int = 7) -> dict:
     with initialize_config_dir(config_dir(), version_base="1.3"):
         cfg = compose("train", [f"model={model}", *extra])
     torch.manual_seed(0)
-    dim, bags, t = 192, 20, 32
+    dim, bags, t = 2048, 20, 32
     module = MILModule.from_config(cfg, in_dim=dim).train()
     optimizer = module.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
