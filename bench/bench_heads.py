@@ -33,11 +33,11 @@ EXPERIMENTS = {
 UCF_TEST_VIDEOS, UCF_TEST_FRAMES = 290, 1_110_000
 
 
-def make_store(path: Path) -> None:
+def make_store(path: Path, dim: int = 2048) -> None:
     from vadmil.data.synthetic import SyntheticSpec, generate
 
     spec = SyntheticSpec(n_train_normal=40, n_train_abnormal=40, n_test_normal=1, n_test_abnormal=1,
-                         feature_dim=2048, n_crops=10, min_snippets=32, max_snippets=64)  # fmt: skip
+                         feature_dim=dim, n_crops=10, min_snippets=32, max_snippets=64)  # fmt: skip
     generate(path, path.with_suffix(".json"), spec)
 
 
@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="measured steps (default: 3 CPU, 20 GPU)")
     parser.add_argument("--eval-fraction", type=float, default=None, help="share of test videos scored")
     parser.add_argument("--models", default=",".join(EXPERIMENTS))
+    parser.add_argument("--dim", type=int, default=2048, help="feature dimension of the synthetic store")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,7 +180,7 @@ def main() -> None:
           f"{torch.__version__}, device {args.device} {torch.cuda.get_device_name() if gpu else ''}, {args.precision}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "bench2048.h5"
-        make_store(store)
+        make_store(store, args.dim)
         rows = []
         for model in args.models.split(","):
             cmd = [sys.executable, __file__, "--one", model, "--store", str(store), "--device", args.device,

@@ -52,11 +52,13 @@ def make_batch(bags: int, crops: int, segments: int, dim: int, device: str) -> d
     }
 
 
-def steps(bags: int, crops: int, segments: int, dim: int, device: str) -> dict:
-    """name → zero-argument training step (forward, loss, backward, Adam) of vadmil's RTFM and the code's."""
+def steps(bags: int, crops: int, segments: int, dim: int, device: str, plain: bool = False) -> dict:
+    """name → zero-argument training step (forward, loss, backward, Adam) of vadmil's RTFM and the code's; with
+    ``plain``, also vadmil's RTFM with its previous channels-first Conv1d MTN (same weights), as "vadmil, plain"."""
     torch.manual_seed(0)
     batch = make_batch(bags, crops, segments, dim, device)
     module, optimizer = vadmil_module("rtfm", dim, device)
+    state = module.state_dict()
     reference = OfficialRTFM(dim, bags // 2, segments).to(device)
     copy_from_vadmil(reference, module.head)
     ref_optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3, weight_decay=0.005)
@@ -74,7 +76,23 @@ def steps(bags: int, crops: int, segments: int, dim: int, device: str) -> dict:
         loss.backward()
         ref_optimizer.step()
 
-    return {"vadmil": ours, "official": official}
+    fns = {"vadmil": ours, "official": official}
+    if plain:
+        from bench_scoring import plain_rtfm
+
+        before, before_optimizer = vadmil_module("rtfm", dim, device)
+        before.load_state_dict(state)
+        plain_rtfm(before)
+        before.train()
+
+        def previous():
+            loss, _ = before.objective(before(batch["x"], batch["mask"]), batch)
+            before_optimizer.zero_grad()
+            loss.backward()
+            before_optimizer.step()
+
+        fns["vadmil, plain"] = previous
+    return fns
 
 
 def _sync(device: str) -> None:
@@ -135,6 +153,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=4, help="measured steps of each, interleaved")
     parser.add_argument("--profile", action="store_true", help="also profile the RTFM, GCN and DTED steps")
+    parser.add_argument(
+        "--plain", action="store_true", help="also time the previous (Conv1d) MTN, interleaved"
+    )
     args = parser.parse_args(argv)
     from vadmil.commands.base import flush_denormals
 
@@ -143,7 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"{torch.get_num_threads()} threads, device {args.device}; batch {args.bags // 2} + {args.bags // 2} bags "
           f"x {args.crops} crops x {args.segments} x {args.dim}")  # fmt: skip
     times = side_by_side(
-        steps(args.bags, args.crops, args.segments, args.dim, args.device), args.repeats, args.device
+        steps(args.bags, args.crops, args.segments, args.dim, args.device, args.plain),
+        args.repeats,
+        args.device,
     )
     medians = {name: float(np.median(t)) for name, t in times.items()}
     ratio = medians["vadmil"] / medians["official"]
@@ -151,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, t in times.items():
         print(f"| {name} | {medians[name]:.3f} | {', '.join(f'{s:.3f}' for s in t)} |")
     print(f"vadmil / official = {ratio:.3f}")
+    if args.plain:
+        print(f"vadmil, plain / official = {medians['vadmil, plain'] / medians['official']:.3f}")
     if args.profile:
         for model in ("rtfm", "gcn", "dted"):
             print(f"\n### {model} step profile\n")

@@ -28,6 +28,7 @@ def test_batches_are_sorted_complete_and_within_the_budget():
     assert batches[0] == [50]  # over the budget: a batch of its own, first
     for b in batches[1:]:
         assert len(b) * 3 * max(lengths[i] for i in b) <= 300
+        assert min(lengths[i] for i in b) >= 0.75 * max(lengths[i] for i in b)  # padding under a quarter
     # far less padding than batches of 8 in list order, and never more rows than it has to
     in_order = [list(range(i, min(i + 8, len(lengths)))) for i in range(0, len(lengths), 8)]
     assert padded_rows(lengths, batches, 3) < padded_rows(lengths, in_order, 3)

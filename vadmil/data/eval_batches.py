@@ -4,7 +4,9 @@ Test videos are scored in padded batches, and a batch costs its padded size: B v
 video's T. Batching the test split in annotation order pads every video to the longest of its batch; UCF-Crime's
 lengths span 20 to ~7,000 snippets, so most of the rows scored that way are padding. Here the videos are sorted by
 length (longest first, so the largest batch comes first and a memory problem shows at once) and cut into
-consecutive batches of at most ``max_rows`` padded rows (a video longer than the budget is a batch of its own).
+consecutive batches of at most ``max_rows`` padded rows (a video longer than the budget is a batch of its own), in
+which no video is padded by more than a quarter of the batch's length (so padding stays below a quarter of the
+rows; one-video batches, as the graph heads and RTFM used, pad nothing but leave short videos' products small).
 The budget also bounds the T × T affinities of the graph heads and RTFM's non-local block: a batch's are at most
 ``max_rows × T_max`` floats, about what its longest video costs alone (so those heads need no one-video batches). Every head ignores padded snippets (``vadmil.heads.temporal``; tested for
 each head), so a video's scores do not depend on its batch: they match scoring it alone up to float rounding.
@@ -22,6 +24,7 @@ from vadmil.data.loaders import FullVideos, collate_videos
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError
 
+MAX_PADDING = 0.25  # the most a video may be padded, as a share of its batch's longest video
 # 65,536 rows = 512 MiB of 2048-d float32 input per batch: large enough that CPU and GPU matrix products run at
 # full speed, small enough that a batch of long 10-crop videos and its activations fit in memory.
 DEFAULT_MAX_ROWS = 65_536
@@ -43,8 +46,10 @@ class LengthBatches(Sampler[list[int]]):
         self.batches: list[list[int]] = []
         for index in order.tolist():
             batch = self.batches[-1] if self.batches else None
-            # the batch's first video is its longest: adding one more pads it to that length
-            if batch and (len(batch) + 1) * crops * lengths[batch[0]] <= max_rows:
+            # the batch's first video is its longest: a video added is padded to that length
+            longest = lengths[batch[0]] if batch else 0
+            fits = (len(batch or ()) + 1) * crops * longest <= max_rows
+            if batch and fits and lengths[index] >= (1 - MAX_PADDING) * longest:
                 batch.append(index)
             else:
                 self.batches.append([index])
