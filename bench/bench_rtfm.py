@@ -8,7 +8,7 @@ the official network and loss (``rtfm_reference.py``) against vadmil's ``MILModu
 the median vadmil step over the median official step.
 
     python bench/bench_rtfm.py                    # side by side at the paper batch
-    python bench/bench_rtfm.py --profile          # + torch.profiler tables of the RTFM, GCN and DTED steps
+    python bench/bench_rtfm.py --profile rtfm,gcn,dted    # + torch.profiler tables of those steps
     python bench/bench_rtfm.py --bags 4 --repeats 2 --dim 64 --device cpu    # tiny (what the tests run)
 """
 
@@ -151,8 +151,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--crops", type=int, default=10)
     parser.add_argument("--segments", type=int, default=32)
     parser.add_argument("--dim", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=4, help="measured steps of each, interleaved")
-    parser.add_argument("--profile", action="store_true", help="also profile the RTFM, GCN and DTED steps")
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="measured steps of each, interleaved (0: none)"
+    )
+    parser.add_argument("--profile", default="", help="also profile these models' steps, e.g. rtfm,gcn,dted")
     parser.add_argument(
         "--plain", action="store_true", help="also time the previous (Conv1d) MTN, interleaved"
     )
@@ -163,11 +165,23 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {args.device}; batch {args.bags // 2} + {args.bags // 2} bags "
           f"x {args.crops} crops x {args.segments} x {args.dim}")  # fmt: skip
-    times = side_by_side(
-        steps(args.bags, args.crops, args.segments, args.dim, args.device, args.plain),
-        args.repeats,
-        args.device,
-    )
+    result = {}
+    if args.repeats > 0:  # 0: profiles only
+        result = compare(args)
+    if args.profile:
+        for model in args.profile.split(","):
+            print(f"\n### {model} step profile\n")
+            bags = (
+                args.bags if model == "rtfm" else 2 * max(1, round(args.bags * 30 / 64))
+            )  # GCN, DTED: 30 + 30
+            print(profile_step(model, bags, args.crops, args.segments, args.dim, args.device))
+    return result
+
+
+def compare(args) -> dict:
+    """The side-by-side table and ratio(s)."""
+    fns = steps(args.bags, args.crops, args.segments, args.dim, args.device, args.plain)
+    times = side_by_side(fns, args.repeats, args.device)
     medians = {name: float(np.median(t)) for name, t in times.items()}
     ratio = medians["vadmil"] / medians["official"]
     print("| step | median s | all s |\n|---|---|---|")
@@ -176,11 +190,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"vadmil / official = {ratio:.3f}")
     if args.plain:
         print(f"vadmil, plain / official = {medians['vadmil, plain'] / medians['official']:.3f}")
-    if args.profile:
-        for model in ("rtfm", "gcn", "dted"):
-            print(f"\n### {model} step profile\n")
-            bags = args.bags if model == "rtfm" else max(2, round(args.bags * 60 / 64))  # GCN, DTED: 30 + 30
-            print(profile_step(model, bags, args.crops, args.segments, args.dim, args.device))
     return {"medians": medians, "ratio": ratio}
 
 
