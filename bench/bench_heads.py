@@ -31,6 +31,7 @@ EXPERIMENTS = {
     "rtfm": "rtfm_ucf_crime",
     "dted": "dted_ucf_crime",
     "urdmu": "urdmu_ucf_crime",
+    "mgfn": "mgfn_ucf_crime",
 }
 # model → (feature dim, extra overrides) where its paper's data protocol differs from 2048-d x 32 segments
 PROTOCOL = {

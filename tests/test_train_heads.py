@@ -14,10 +14,12 @@ from vadmil.commands.catalog import experiment_methods, group_configs, sweep_hea
 MODELS = sweep_heads()
 # One file per method; its <method>_<dataset> shorthands compose to the same settings (tests/test_catalog.py).
 EXPERIMENTS = experiment_methods()
-# A small planted data set: 30 + 30 training videos, 32-d features, 2 crops.
+# A small planted data set: 30 + 30 training videos, 32-d features, 2 crops; additive events only (the data the
+# threshold below was measured on; the norm-keeping and norm-lowering types are reported per category instead).
 SMALL = dict(n_train_normal=30, n_train_abnormal=30, n_test_normal=15, n_test_abnormal=15, feature_dim=32,
-             n_crops=2, min_snippets=12, max_snippets=60, anomaly_strength=4.0)  # fmt: skip
-# Chance is 0.5; every head reaches >= 0.6 with 200 steps of 8 + 8 bags (two seeds measured, see docs/heads.md).
+             n_crops=2, min_snippets=12, max_snippets=60, anomaly_strength=4.0, anomaly_types="[additive]")  # fmt: skip
+# Chance is 0.5; every head reaches >= 0.6 with 200 steps of 8 + 8 bags (two seeds measured, see docs/heads.md),
+# MGFN at seed 0 (0.629; 0.586 / 0.635 at seeds 1 / 2: docs/heads.md, MGFN).
 LEARNED_AUC = 0.6
 
 
