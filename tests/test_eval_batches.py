@@ -54,7 +54,7 @@ def _module(name: str, dim: int) -> MILModule:
     return module
 
 
-@pytest.mark.parametrize("name", ["fcn", "gcn", "rtfm", "dted", "urdmu"])
+@pytest.mark.parametrize("name", ["fcn", "gcn", "rtfm", "dted", "urdmu", "mgfn"])
 def test_length_batched_scores_equal_the_unbatched_ones(tiny_splits, name):
     """Videos of different lengths batched together score as when each is scored alone (no padding at all) and
     as in the list-order batches used before."""
