@@ -61,7 +61,9 @@ def test_offline_scores_reproduce_the_training_features(trained, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     summary = _json(tmp_path, "test_abnormal_000")
     stored = np.load(trained["fcn"] / "predictions.npz")["snippet_scores/test_abnormal_000"]
-    np.testing.assert_allclose(summary["snippet_scores"], stored, atol=2e-6)
+    # float32 rounding only: the run scored this video inside a padded, length-sorted test batch (another summation
+    # order over standardised random-init features, whose values are large); a recipe change moves scores by >1e-2
+    np.testing.assert_allclose(summary["snippet_scores"], stored, atol=1e-5)
     n_frames = summary["n_frames"]
     rows = list(csv.DictReader(open(tmp_path / "test_abnormal_000.csv")))
     assert len(rows) == n_frames == len(summary["frames"]["score"])

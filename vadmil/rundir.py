@@ -46,6 +46,7 @@ LOGS = "logs"
 EVAL = "eval.json"
 SCORES = "scores"  # `vadmil score`'s default output folder
 HYDRA = ".hydra"
+FRAME_AUC_BY_CATEGORY = "frame_auc_by_category"  # metrics.json, under "test": category → frame AUC
 RUN_HELP = "give a run dir of `vadmil train` or its .ckpt file"
 
 

@@ -18,8 +18,6 @@ import torch
 from vadmil.data.labels import VideoLabel
 from vadmil.evaluation.metrics import FRAME_RANKING_METRICS
 
-KEY = "frame_auc_by_category"
-
 
 def frame_auc_by_category(
     frames: Mapping[str, tuple[np.ndarray, np.ndarray]], videos: Mapping[str, VideoLabel]

@@ -12,9 +12,9 @@ from vadmil.data.bags import segment_bounds
 from vadmil.data.labels import VideoLabel, frame_labels
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError, check_choice
-from vadmil.evaluation.categories import KEY as CATEGORY_KEY
 from vadmil.evaluation.categories import frame_auc_by_category
 from vadmil.evaluation.metrics import FrameAnomalyMetrics
+from vadmil.rundir import FRAME_AUC_BY_CATEGORY as CATEGORY_KEY
 from vadmil.training.module import MILModule
 
 FRAME_SPANS = ("video", "snippets")

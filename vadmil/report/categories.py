@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 
-from vadmil.evaluation.categories import KEY
 from vadmil.report.aggregate import Group, Section, Stat, summarise
 from vadmil.report.runs import Run
+from vadmil.rundir import FRAME_AUC_BY_CATEGORY as KEY
 
 PREFIX = "frame_auc_category_"
 
