@@ -4,6 +4,7 @@ two-stream store imported from Wu-layout files trained end to end with HL-Net's 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,7 @@ def test_streams_are_aligned_broadcast_over_crops_and_concatenated_in_order(tmp_
         audio_only = open_streams(plain, ["audio", "rgb"][:1])
         assert audio_only.read("v").shape == (5, 1, 6) and audio_only.n_crops == 1
         assert both.n_frames("v") == 80 and both.ids() == ["v"]  # the rest is the store's
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(both)).read("v"), x)  # DataLoader workers
 
 
 def test_a_store_imported_before_the_audio_stream_was_named_audio_is_read_as_audio(tmp_path):

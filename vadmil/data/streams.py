@@ -143,11 +143,11 @@ class StreamStore:
 
     def read(self, video_id: str, check_finite: bool = True) -> np.ndarray:
         """The streams of one video, aligned and concatenated: float32 [T, C, sum of dims]."""
-        t, c = self.store.n_snippets(video_id), self.n_crops
-        parts = []
+        t = self.store.n_snippets(video_id)
+        parts = {}
         for name in self.streams:
             if name == RGB:
-                parts.append(self.store.read(video_id, check_finite))
+                parts[name] = self.store.read(video_id, check_finite)
                 continue
             stored = self._stored[name]
             try:
@@ -162,13 +162,26 @@ class StreamStore:
                     f"video '{video_id}' in feature store {self.store.path} has NaN/Inf in its '{name}' stream; "
                     "re-extract or re-import that video"
                 )
-            x = align(x, t, self.max_gap, f"video '{video_id}': stream '{name}'")
-            parts.append(np.broadcast_to(x[:, None, :], (t, c, x.shape[-1])))
-        return np.ascontiguousarray(np.concatenate(parts, axis=-1), dtype=np.float32)
+            parts[name] = align(x, t, self.max_gap, f"video '{video_id}': stream '{name}'")
+        return fuse(parts, self.streams, self.store.n_crops)
 
     def features(self, video_id: str) -> np.ndarray:
         """As :meth:`read` (an array, where a store gives a lazy dataset: a video's streams are read whole)."""
         return self.read(video_id, check_finite=False)
+
+
+def fuse(parts: Mapping[str, np.ndarray], streams: Sequence[str], n_crops: int) -> np.ndarray:
+    """Aligned streams (``rgb`` [T, C, D], the others [T, D_e]) → float32 [T, C, sum of dims] in ``streams``
+    order; streams without crops are repeated over the C crops (C = 1 without ``rgb``)."""
+    c = n_crops if RGB in streams else 1
+    t = len(parts[streams[0]])
+    out = [
+        parts[name]
+        if name == RGB
+        else np.broadcast_to(parts[name][:, None, :], (t, c, parts[name].shape[-1]))
+        for name in streams
+    ]
+    return np.ascontiguousarray(np.concatenate(out, axis=-1), dtype=np.float32)
 
 
 def open_streams(store: FeatureStore, streams: Sequence[str] = (RGB,), max_gap: int = 1):
