@@ -68,7 +68,9 @@ def test_streams_are_aligned_broadcast_over_crops_and_concatenated_in_order(tmp_
             np.testing.assert_array_equal(x[4, c, 12:], audio[-1])
         audio_only = open_streams(plain, ["audio", "rgb"][:1])
         assert audio_only.read("v").shape == (5, 1, 6) and audio_only.n_crops == 1
-        assert both.n_frames("v") == 80 and both.ids() == ["v"]  # the rest is the store's
+        assert (
+            both.n_frames("v") == 80 and both.ids() == ["v"] and "v" in both and len(both) == 1
+        )  # the store's
         np.testing.assert_array_equal(pickle.loads(pickle.dumps(both)).read("v"), x)  # DataLoader workers
 
 
@@ -204,3 +206,23 @@ def test_a_two_stream_store_imported_from_wu_files_trains_end_to_end(tmp_path):
     assert metrics["features"]["streams"] == {"rgb": 16, "audio": 128}
     assert metrics["features"]["fusion"] == "early"
     assert metrics["n_videos"]["test"] == 4 and np.isfinite(metrics["test"]["frame_ap_trapz"])
+    from vadmil.evaluation.evaluate import evaluate_run
+
+    again = evaluate_run(tmp_path / "run")  # `vadmil eval` reads the run's streams too
+    assert again["test"]["frame_ap_trapz"] == pytest.approx(metrics["test"]["frame_ap_trapz"], abs=1e-6)
+
+
+def test_hlnet_configs_and_the_streams_sweep():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        fused = compose("train", ["experiment=hlnet_xd_violence"])
+        audio = compose("train", ["experiment=hlnet_xd_violence_audio"])
+        rgb = compose("train", ["experiment=hlnet", "dataset=xd_violence"])
+        sweep = compose("train", ["sweep=streams", "experiment=hlnet_xd_violence"], return_hydra_config=True)
+    assert (list(fused.data.streams), fused.data.fusion, fused.model.name) == (
+        ["rgb", "audio"],
+        "early",
+        "gcn_hlnet",
+    )
+    assert list(audio.data.streams) == ["audio"] and list(rgb.data.streams) == ["rgb"]
+    assert fused.dataset.name == audio.dataset.name == "xd_violence"
+    assert sweep.hydra.sweeper.params["data.streams"] == "[rgb],[audio],[rgb,audio]"

@@ -133,6 +133,19 @@ class StreamStore:
             raise AttributeError(name)
         return getattr(self.store, name)
 
+    # Special methods are looked up on the type, not through __getattr__.
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self.store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __enter__(self) -> StreamStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.store.close()
+
     @property
     def feature_dim(self) -> int:
         return sum(self.dims.values())
