@@ -6,7 +6,7 @@ PYTEST := $(PY) -m pytest
 RUFF   := $(PY) -m ruff  # works whether ruff is in the venv or in the site packages it inherits
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all demo lint format bench bench-fit clean
+.PHONY: help install test test-slow test-all demo lint format bench bench-fit bench-store clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ bench: install ## benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_heads.py
 	$(PY) bench/bench_extract.py
+
+bench-store: install ## store commits: v1 full copy vs v2 segment, on 1 GB and 10 GB stores under /tmp (~2 min, 21 GB free)
+	$(PY) bench/bench_store.py
 
 bench-fit: install ## fit time before/after the validation cadence on a 2.8 GB store it writes under /tmp (~12 min)
 	$(PY) bench/bench_fit.py

@@ -105,3 +105,23 @@ def test_methods_leave_the_dataset_to_the_command_line(method):
     assert not any(isinstance(d, dict) and "override /dataset" in d for d in defaults), method
     for dataset in sorted(p.stem for p in (CONF / "dataset").glob("*.yaml")):
         assert _compose([f"experiment={method}", f"dataset={dataset}"]).dataset.name
+
+
+def test_a_sweeps_head_settings_apply_only_in_that_sweep():
+    """conf/sweep_head/<sweep>_<head>.yaml (here: the demo's smaller RTFM) changes that head in that sweep only."""
+    shrunk = yaml.safe_load((CONF / "sweep_head" / "demo_rtfm.yaml").read_text())["model"]["head"]["channels"]
+    paper = yaml.safe_load((CONF / "model" / "head" / "rtfm.yaml").read_text())["channels"]
+    assert shrunk < paper
+    assert _compose(["sweep=demo", "model=rtfm"]).model.head.channels == shrunk
+    assert _compose(["model=rtfm"]).model.head.channels == paper
+    assert _compose(["sweep=leaderboard", "model=rtfm"]).model.head.channels == paper
+    assert _compose(["experiment=rtfm", "dataset=ucf_crime"]).model.head.channels == paper
+    # every sweep_head file names an existing sweep and head
+    for path in (CONF / "sweep_head").glob("*.yaml"):
+        assert any(
+            path.stem == f"{sweep}_{head}"
+            for sweep in group_configs("sweep")
+            for head in group_configs("model")
+        ), f"{path.name}: no sweep_<head> pair of that name"
+    fcn = OmegaConf.to_container(_compose(["model=fcn"]).model)
+    assert OmegaConf.to_container(_compose(["sweep=demo", "model=fcn"]).model) == fcn  # no file: unchanged

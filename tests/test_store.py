@@ -1,9 +1,10 @@
-"""The HDF5 feature store (DESIGN.md §4): round trips, resumable writes, kill -9 safety, errors, fork safety.
+"""The HDF5 feature store: round trips, resumable writes, kill -9 safety, errors, fork safety.
 
-Crash-safety guarantees under test: a writer never modifies the published store file in place (``append`` writes
-a whole-or-nothing pending file, ``commit`` replaces the store atomically), so a SIGKILL at any moment leaves a
-store that opens and validates, holds every video whose ``append`` returned (byte-equal), and that the next writer
-completes: pending videos committed exactly once, the ``.pending`` dir and temp files gone.
+Crash-safety guarantees under test: a writer never modifies a published file in place (``append`` writes a
+whole-or-nothing pending file, ``commit`` writes a new segment and replaces the index atomically), so a SIGKILL at
+any moment leaves a store that opens and validates, holds every video whose ``append`` returned (byte-equal), and
+that the next writer completes: pending videos committed exactly once, the ``.pending`` dir, temp files and
+segments no index links to gone. The segmented layout itself (v1 stores, compaction): tests/test_store_segments.py.
 """
 
 import hashlib
@@ -18,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
+import vadmil.data.store_layout as layout_module  # the segments and the index
 import vadmil.data.store_writer as store_module  # the writing half of the store
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.recipe import make_recipe
@@ -61,7 +63,7 @@ def test_round_trip_float32_exact_and_reopen(path):
             np.testing.assert_array_equal(got, f)
         assert s.feature_dim == D and s.n_crops == C and not s.pooled
         assert s.geometry == SnippetGeometry(16, 16, "drop")
-        assert s.attrs["schema_version"] == 1 and s.attrs["backbone"] == "test"
+        assert s.attrs["schema_version"] == 2 and s.attrs["backbone"] == "test"
 
 
 def test_round_trip_float16_within_tolerance(path):
@@ -157,6 +159,23 @@ def _sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _linked_segments(path) -> list[str]:
+    """The segment files the store's index links to, as '<store>.segments/<name>'."""
+    with h5py.File(path, "r") as f:
+        return sorted({e.segment for e in layout_module.entries(f).values() if e.segment})
+
+
+def _write_v1(path, videos: dict) -> None:
+    """A store as vadmil wrote them before segments (schema v1): every video inside the one file."""
+    with h5py.File(path, "w") as f:
+        for key, value in {**_recipe(), "schema_version": 1, "vadmil_version": "0.1.0"}.items():
+            f.attrs[key] = value
+        for vid, x in videos.items():
+            store_module._write_video(
+                f.create_group(f"videos/{vid}"), x, {"n_frames": 16 * len(x), "fps": 30.0}
+            )
+
+
 def _check_after_kill(path, returned, maybe, features_of) -> set[str]:
     """A plain reader right after a kill: the store opens and validates, every video whose append returned is
     there and byte-equal, and nothing else is there but videos in ``maybe`` (in flight when the writer died)."""
@@ -179,7 +198,8 @@ def _resume_and_check(path, recipe, visible, all_ids, features_of) -> None:
         for vid in all_ids:
             x = features_of(vid)
             assert s.append(vid, x, n_frames=16 * len(x), fps=30.0) is (vid not in visible)
-    assert _files_beside(path) == [path.name, f"{path.name}.lock"]
+    # only the index, the lock and the segments the index links to: the killed writer's leftovers are gone
+    assert _files_beside(path) == [path.name, f"{path.name}.lock", *_linked_segments(path)]
     with h5py.File(path, "r") as f:  # the store file itself, no pending files left to help
         assert sorted(f["videos"]) == sorted(all_ids)
         assert all(f["videos"][v].attrs["complete"] for v in all_ids)
@@ -216,31 +236,49 @@ _KILL_POINTS = {
     "append:pending-written": (_APPEND, store_module, "_write_video", "after", 1),
     "append:before-rename": (_APPEND, os, "replace", "before", 1),
     "append:after-rename": (_APPEND, os, "replace", "after", 1),
-    # commit() of v2 and victim: copy the store, add both, sync the copy, replace the store, delete pending files
-    "commit:after-copy": (_COMMIT, shutil, "copyfile", "after", 1),
-    "commit:after-first-video-added": (_COMMIT, store_module, "_write_video", "after", 1),
-    "commit:after-commit-file-fsync": (_COMMIT, store_module, "_fsync", "after", 1),
-    "commit:before-replace": (_COMMIT, os, "replace", "before", 1),
-    "commit:after-replace": (_COMMIT, os, "replace", "after", 1),
+    # commit() of v2 and victim: write both into a new segment (.tmp), sync it, rename it into place; hard-link a
+    # store file holding videos itself (v1) as a segment; sync the folder; write the new index, sync it, replace
+    # the store file with it; delete the pending files and folder
+    "commit:first-video-in-segment": (_COMMIT, store_module, "_write_video", "after", 1),
+    "commit:segment-synced": (_COMMIT, store_module, "_fsync", "after", 1),
+    "commit:before-segment-rename": (_COMMIT, os, "replace", "before", 1),
+    "commit:after-segment-rename": (_COMMIT, os, "replace", "after", 1),
+    "commit:after-v1-store-linked": (_COMMIT, os, "link", "after", 1),
+    "commit:segments-folder-synced": (_COMMIT, store_module, "_fsync", "after", 2),
+    "commit:index-written": (_COMMIT, layout_module, "write_index", "after", 1),
+    "commit:index-synced": (_COMMIT, store_module, "_fsync", "after", 3),
+    "commit:before-replace": (_COMMIT, os, "replace", "before", 2),
+    "commit:after-replace": (_COMMIT, os, "replace", "after", 2),
     "commit:after-first-pending-delete": (_COMMIT, pathlib.Path, "unlink", "after", 1),
     "commit:before-pending-dir-removal": (_COMMIT, pathlib.Path, "rmdir", "before", 1),
 }
+_REPLACED = ("commit:after-replace", "commit:after-first-pending-delete", "commit:before-pending-dir-removal")
 
 
-@pytest.mark.parametrize(
-    "point, other_pending",
-    # append kills with and without another pending video; commit kills with two pending videos
-    [(p, other) for p in _KILL_POINTS for other in (False, True) if other or _KILL_POINTS[p][0] == _APPEND],
-)
-def test_kill_9_at_each_step_of_append_and_commit(path, point, other_pending):
+def _kill_cases():
+    """append kills with and without another pending video (on a segmented store); commit kills with two pending
+    videos, on a segmented store and on a v1 store (whose first commit links it in as a segment)."""
+    for p, (phase, *_) in _KILL_POINTS.items():
+        if phase == _APPEND:
+            yield from ((p, other, "v2") for other in (False, True))
+        else:
+            yield from ((p, True, start) for start in ("v1", "v2") if start == "v1" or "v1-store" not in p)
+
+
+@pytest.mark.parametrize("point, other_pending, start", list(_kill_cases()))
+def test_kill_9_at_each_step_of_append_and_commit(path, point, other_pending, start):
     """A forked writer SIGKILLs itself at one step of append or commit. The published store is untouched until the
     commit's atomic replace; a plain reader sees exactly the committed and whole pending videos; the next writer
-    commits those, rewrites only the victim of an unfinished append, and leaves no pending or temp file."""
+    commits those, rewrites only the victim of an unfinished append, and leaves no pending, temp or unlinked
+    segment file."""
     phase, owner, name, when, k = _KILL_POINTS[point]
-    with FeatureStore.create(path, _recipe()) as s:
-        for vid in ("v0", "v1"):
-            s.append(vid, _step_features(vid), n_frames=64, fps=30.0)
-    published = _sha256(path)
+    if start == "v1":
+        _write_v1(path, {vid: _step_features(vid) for vid in ("v0", "v1")})
+    else:
+        with FeatureStore.create(path, _recipe()) as s:
+            for vid in ("v0", "v1"):
+                s.append(vid, _step_features(vid), n_frames=64, fps=30.0)
+    published, segments_before = _sha256(path), _linked_segments(path)
     pid = os.fork()
     if pid == 0:  # child: never returns into pytest
         try:
@@ -265,23 +303,27 @@ def test_kill_9_at_each_step_of_append_and_commit(path, point, other_pending):
     pending_h5 = sum(f.startswith(pending) and f.endswith(".h5") for f in on_disk)
     with h5py.File(path, "r") as f:
         in_store_file = sorted(f["videos"])
-    replaced = point in (
-        "commit:after-replace",
-        "commit:after-first-pending-delete",
-        "commit:before-pending-dir-removal",
-    )
-    if replaced:
+    if point in _REPLACED:
         assert in_store_file == ["v0", "v1", "v2", "victim"]
         assert pending_h5 == {"commit:after-replace": 2, "commit:after-first-pending-delete": 1}.get(point, 0)
         assert path.with_name(pending).is_dir()  # the kill came before the pending dir was removed
-    else:  # the published file was never written in place: not a byte changed
+        # the commit wrote only the new videos: the segments linked before are still linked, byte for byte
+        assert set(segments_before) < set(_linked_segments(path))
+    else:  # no published file was written in place: not a byte changed
         assert _sha256(path) == published and in_store_file == ["v0", "v1"]
+        assert _linked_segments(path) == segments_before
         victim_whole = phase == _COMMIT or point == "append:after-rename"
         assert pending_h5 == other_pending + victim_whole
         if phase == _APPEND and not victim_whole:  # a half-done pending file, invisible under its temp name
             assert sum(f.endswith(".tmp") for f in on_disk) == 1
-        if phase == _COMMIT:
-            assert f".{path.name}.commit" in on_disk
+        if point in ("commit:index-written", "commit:index-synced", "commit:before-replace"):
+            assert f".{path.name}.commit" in on_disk  # the new index, not yet in place
+        if point in (
+            "commit:first-video-in-segment",
+            "commit:segment-synced",
+            "commit:before-segment-rename",
+        ):
+            assert sum(f.endswith(".tmp") for f in on_disk) == 1  # the segment, under its temp name
 
     expected = ["v0", "v1"] + ["v2"] * other_pending
     victim_returned = phase == _COMMIT or point == "append:after-rename"
@@ -452,7 +494,7 @@ def test_readers_see_pending_videos_before_commit_and_the_same_after(path):
     r.close()
     with h5py.File(path, "r") as f:
         assert sorted(f["videos"]) == ["a", "b", "c"]
-    assert _files_beside(path) == ["features.h5", "features.h5.lock"]
+    assert _files_beside(path) == ["features.h5", "features.h5.lock", *_linked_segments(path)]
 
 
 def test_failed_commit_keeps_pending_videos_and_releases_the_lock(path, monkeypatch):
@@ -465,7 +507,7 @@ def test_failed_commit_keeps_pending_videos_and_releases_the_lock(path, monkeypa
 
     s = FeatureStore.create(path, _recipe())
     s.append("v1", _features(1), n_frames=80, fps=30.0)
-    monkeypatch.setattr(shutil, "copyfile", no_space)
+    monkeypatch.setattr(store_module, "_write_video", no_space)
     with pytest.raises(VadmilError, match="cannot commit 1 video.*store unchanged.*No space left"):
         s.close()
     with pytest.raises(
@@ -522,8 +564,8 @@ def test_foreign_hdf5_file(tmp_path):
 def test_newer_schema_version(path):
     FeatureStore.create(path, _recipe()).close()
     with h5py.File(path, "a") as f:
-        f.attrs["schema_version"] = 2
-    with pytest.raises(VadmilError, match=r"features\.h5 has schema version 2 but .* reads version 1"):
+        f.attrs["schema_version"] = 3
+    with pytest.raises(VadmilError, match=r"features\.h5 has schema version 3 but .* reads versions 1, 2"):
         FeatureStore(path)
 
 

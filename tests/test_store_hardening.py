@@ -66,6 +66,7 @@ def test_writing_through_a_symlink_updates_the_real_file_and_locks_it(path, tmp_
         s.append("v1", _x(1), n_frames=80, fps=30.0)
     assert link.is_symlink() and link.resolve() == path
     assert not (tmp_path / "link.h5.lock").exists() and not (tmp_path / "link.h5.pending").exists()
+    assert not (tmp_path / "link.h5.segments").exists() and (tmp_path / "s.h5.segments").is_dir()
     with FeatureStore(path) as s:
         assert s.ids() == ["v0", "v1"]
         np.testing.assert_array_equal(s.read("v1"), _x(1))

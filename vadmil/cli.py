@@ -24,6 +24,10 @@ COMMANDS = {
         "vadmil.commands.extract_merge",
         "join shard stores: vadmil extract-merge inputs=[a.h5,b.h5] output=c.h5",
     ),
+    "store": (
+        "vadmil.commands.store",
+        "one self-contained file from a store and its segments: vadmil store compact store=<store.h5>",
+    ),
     "report": (
         "vadmil.commands.report",
         "leaderboard (CSV, Markdown, HTML with plots) of run dirs: vadmil report runs=<dir> output=<dir>",

@@ -1,24 +1,28 @@
-"""The HDF5 feature store (schema v1): the only link between feature extraction and training.
+"""The HDF5 feature store (schema v2; v1 stores are read as they are): the only link between feature extraction
+and training.
 
 Layout::
 
     /                      root attributes: the recipe (schema_version, backbone, feature_dim, n_crops, ...)
-    /videos/<video_id>/    one group per video
+    /videos/<video_id>/    one group per video — in the store file itself, or (schema v2) an HDF5 external link
+                           to the same group in an immutable segment file <store>.segments/<NNNNNN>.h5
         features           dataset [T, C, D] (float16 or float32), uncompressed, chunked per video
         attrs              n_frames, fps, source, mean_norm, complete (set last, after the data is written)
 
 Crash safety. HDF5 has no atomic commit: a process killed while HDF5 flushes metadata can leave a file that no
-longer opens (measured: about half of the write points of an in-place append). So a writer never modifies the
+longer opens (measured: about half of the write points of an in-place append). So a writer never modifies a
 published file in place:
 
 - ``append`` writes each video to its own small file in ``<store>.pending/``, renamed into place only once
-  complete and synced — a pending file either exists whole or not at all;
-- ``commit`` (on ``close``, or when called) copies the store, adds the pending videos to the copy, syncs it and
-  atomically renames it over the store, then deletes the pending files.
+  complete — a pending file either exists whole or not at all;
+- ``commit`` (on ``close``, or when called) writes the pending videos into a new segment file, syncs it, writes a
+  new index (the old links plus the new ones), syncs it and atomically renames it over the store, then deletes the
+  pending files (:mod:`vadmil.data.store_layout`): its cost follows the new data, not the store's size.
 
 A kill at any moment leaves the last committed store intact plus complete pending files; readers see both, and the
 next writer commits them first. A writer holds an exclusive lock (``<store>.lock``) so two writers never race.
-Writing is :mod:`vadmil.data.store_writer` (symlinks, partial copies, disk space).
+Writing is :mod:`vadmil.data.store_writer` (symlinks, partial files, disk space); ``vadmil store compact``
+(:mod:`vadmil.data.store_compact`) rewrites a store into one self-contained file.
 Handles are opened lazily and reopened after a fork, so one reader can be handed to DataLoader workers.
 """
 
@@ -35,10 +39,13 @@ import numpy as np
 from vadmil import __version__
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.recipe import plain_attr, recipe_of
+from vadmil.data.store_layout import Entry, entries, missing_segments, segments_dir
 from vadmil.data.store_writer import EXTRA, SCHEMA_VERSION, VIDEOS, StoreWriter, store_path
 from vadmil.errors import VadmilError
 
-__all__ = ["EXTRA", "SCHEMA_VERSION", "VIDEOS", "FeatureStore"]
+__all__ = ["EXTRA", "READABLE_VERSIONS", "SCHEMA_VERSION", "VIDEOS", "FeatureStore"]
+
+READABLE_VERSIONS = (1, 2)  # v1: every video inside the store file; v2: videos may link to segment files
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,8 @@ class FeatureStore(StoreWriter):
         self._lock_fd: int | None = None
         self._pending_handles: dict[str, h5py.File] = {}
         self._pending_index: dict[str, Path] | None = None
+        self._segment_handles: dict[str, h5py.File] = {}
+        self._entries: dict[str, Entry] | None = None
         self._check()
 
     # ---- opening -------------------------------------------------------------------------------------------
@@ -109,10 +118,18 @@ class FeatureStore(StoreWriter):
                 f"feature store {self.path} has a schema_version but its recipe attribute(s) {missing} are missing or "
                 "not numbers (written by another tool, or damaged); re-create it with `vadmil extract` or `vadmil import`"
             )
-        elif int(version) != SCHEMA_VERSION:
+        elif int(version) not in READABLE_VERSIONS:
             problem = (
                 f"feature store {self.path} has schema version {int(version)} but this vadmil "
-                f"({__version__}) reads version {SCHEMA_VERSION}; re-create the store or install a matching vadmil"
+                f"({__version__}) reads versions {', '.join(map(str, READABLE_VERSIONS))}; re-create the store or "
+                "install a matching vadmil"
+            )
+        elif missing := self._missing_segments():
+            problem = (
+                f"feature store {self.path} links to {len(missing)} segment file(s) that are not there "
+                f"(e.g. {self.path.parent / missing[0]}): a store is its file plus its folder "
+                f"{segments_dir(self.path).name}/ — copy or move both, or make a one-file copy with "
+                f"`vadmil store compact store=<original store> output=<copy>`"
             )
         if problem:
             self.close()
@@ -125,7 +142,34 @@ class FeatureStore(StoreWriter):
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
             self._pending_handles, self._pending_index = {}, None
+            self._segment_handles, self._entries = {}, None
         return self._file
+
+    def _index(self) -> dict[str, Entry]:
+        """The committed video entries of the open store file (read once per handle: the file is never changed
+        in place, only replaced)."""
+        store_file = self.file  # first: a reopen resets the index
+        if self._entries is None:
+            self._entries = entries(store_file)
+        return self._entries
+
+    def _replaced(self) -> bool:
+        """Whether a writer replaced the store file since our handle was opened."""
+        return os.stat(self.path).st_ino != os.fstat(self.file.id.get_vfd_handle()).st_ino
+
+    def _missing_segments(self) -> list[str]:
+        """Segment files the store links to that are missing, re-reading the store once if a writer replaced it
+        meanwhile (a commit or compaction may delete segments only the older index used)."""
+        missing = missing_segments(self.path, self._index())
+        if missing and self._replaced():
+            self._release_handles()
+            missing = missing_segments(self.path, self._index())
+        return missing
+
+    def _segment(self, name: str) -> h5py.File:
+        if name not in self._segment_handles:
+            self._segment_handles[name] = h5py.File(self.path.parent / name, "r")
+        return self._segment_handles[name]
 
     @property
     def pending_dir(self) -> Path:
@@ -167,11 +211,13 @@ class FeatureStore(StoreWriter):
                 self._lock_fd, self.writable = None, False
 
     def _release_handles(self) -> None:
-        for h in self._pending_handles.values():
-            h.close()
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
+        if self._pid == os.getpid():
+            for h in [*self._pending_handles.values(), *self._segment_handles.values()]:
+                h.close()
+            if self._file is not None:
+                self._file.close()
         self._file, self._pending_handles, self._pending_index = None, {}, None
+        self._segment_handles, self._entries = {}, None
 
     def __enter__(self) -> FeatureStore:
         return self
@@ -186,6 +232,7 @@ class FeatureStore(StoreWriter):
     def __setstate__(self, state):
         self.path, self.writable, self._lock_fd = state["path"], False, None
         self._file, self._pid, self._pending_handles, self._pending_index = None, None, {}, None
+        self._segment_handles, self._entries = {}, None
 
     # ---- recipe --------------------------------------------------------------------------------------------
     @property
@@ -239,8 +286,7 @@ class FeatureStore(StoreWriter):
 
     # ---- videos --------------------------------------------------------------------------------------------
     def _committed(self, complete_only: bool = True) -> list[str]:
-        videos = self.file[VIDEOS]
-        return [v for v in videos if not complete_only or bool(videos[v].attrs.get("complete", False))]
+        return [v for v, entry in self._index().items() if entry.complete or not complete_only]
 
     def ids(self, complete_only: bool = True) -> list[str]:
         """Video ids in the store (committed and pending), sorted; videos whose write never completed are left
@@ -251,8 +297,8 @@ class FeatureStore(StoreWriter):
     def __contains__(self, video_id: str) -> bool:
         if video_id in self._pending():  # first: it may reopen the store file
             return True
-        g = self.file[VIDEOS].get(video_id)
-        return g is not None and bool(g.attrs.get("complete", False))
+        entry = self._index().get(video_id)
+        return entry is not None and entry.complete
 
     def __len__(self) -> int:
         return len(self.ids())
@@ -270,9 +316,22 @@ class FeatureStore(StoreWriter):
                     self._release_handles()
                     return self._group(video_id)
             return self._pending_handles[video_id]
-        g = self.file[VIDEOS].get(video_id)
-        if g is not None and bool(g.attrs.get("complete", False)):
-            return g
+        entry = self._index().get(video_id)
+        if entry is not None and entry.complete:
+            if entry.segment is None:
+                return self.file[VIDEOS][video_id]
+            try:
+                return self._segment(entry.segment)[entry.path]
+            except (OSError, KeyError):
+                if (self.path.parent / entry.segment).exists() or not self._replaced():
+                    raise VadmilError(
+                        f"video '{video_id}' of feature store {self.path} is in segment file "
+                        f"{self.path.parent / entry.segment}, which is missing or damaged; restore the store's "
+                        f"folder {segments_dir(self.path).name}/ or re-create the store"
+                    ) from None
+                # a writer replaced the store (a compaction, an overwrite) and deleted that segment: re-read it
+                self._release_handles()
+                return self._group(video_id)
         raise VadmilError(
             f"video '{video_id}' is not in feature store {self.path} (or its write never completed); "
             "check the id against `FeatureStore.ids()` or re-run the extraction"

@@ -3,10 +3,11 @@ the layout and the crash-safety design). :class:`StoreWriter` is the writing hal
 :class:`~vadmil.data.store.FeatureStore`.
 
 Hardening on top of the design: a store path that is a symlink is written through to the file it points at (the
-lock, the pending folder and the commit copy sit beside that file, so the link is never replaced by a copy); the
-partial commit copy of a killed writer is removed by the next writer; a commit checks the free space first (it
-writes a full new copy of the store before replacing it) and a full disk is one line saying how much it needs,
-with the published store untouched and the videos kept pending for the next writer.
+lock, the pending folder, the segments and the new index sit beside that file, so the link is never replaced by a
+copy); the partial files of a killed writer (a half-written index or segment, a segment no index links to) are
+removed by the next writer; a commit checks the free space first (it writes the new videos once more, into a
+segment, plus a small index) and a full disk is one line saying how much it needs, with the published store
+untouched and the videos kept pending for the next writer.
 """
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ import h5py
 import numpy as np
 
 from vadmil import __version__
+from vadmil.data import store_layout as layout
 from vadmil.data.recipe import recipe_differences
 from vadmil.errors import VadmilError
 
 log = logging.getLogger("vadmil.data.store")
 
-SCHEMA_VERSION = 1
-VIDEOS = "videos"
+# Written by this vadmil: v2 (videos may link into segment files). v1 stores (every video in the one file) are read
+# as they are, and their next commit upgrades them (vadmil/data/store_layout.py).
+SCHEMA_VERSION = 2
+VIDEOS = layout.VIDEOS
 EXTRA = "extra"  # group of a video's named extra streams (e.g. XD-Violence VGGish audio [T_a, 128])
 INVALID_IDS = ("", ".", "..")  # not HDF5 group names: "." is the group itself
 _CHUNK_BYTES = 64 * 2**20
 _SPACE_MARGIN = 4 * 2**20  # HDF5 metadata and page slack on top of the data bytes
+_INDEX_BYTES_PER_VIDEO = 512  # an external link in the index, with slack
+_MANY_SEGMENTS = 100
 
 
 class NoSpaceError(VadmilError):
@@ -107,7 +113,8 @@ def _lock(path: Path) -> int:
 
 
 def _remove_partial_copies(path: Path) -> None:
-    """Temp files of a writer killed while creating or committing (we hold the lock: nobody else writes them)."""
+    """Temp files of a writer killed while creating, committing or compacting (we hold the lock: nobody else
+    writes them)."""
     for stale in (path.with_name(f".{path.name}.new"), path.with_name(f".{path.name}.commit")):
         if stale.exists():
             log.warning("removing %s, a partial copy left by a writer that was killed", stale)
@@ -149,6 +156,8 @@ class StoreWriter:
             raise
         store.writable, store._lock_fd = True, lock_fd
         try:
+            # segments no index links to: a killed commit's, or a compaction's that was killed before cleaning up
+            layout.collect_garbage(path, {e.segment for e in store._index().values() if e.segment})
             store.commit()
         except BaseException:
             store.writable = False
@@ -253,7 +262,8 @@ class StoreWriter:
         return out
 
     def commit(self) -> int:
-        """Move pending videos into the store file: copy, add, sync, atomically rename. Returns how many."""
+        """Move pending videos into the store: write them into a new segment file, then atomically replace the
+        store file by a new index that links to it too (:mod:`vadmil.data.store_layout`). Returns how many."""
         self._require_writable()
         pending = {}
         for video_id, src_path in self._pending().items():
@@ -265,24 +275,40 @@ class StoreWriter:
         if not pending:
             self._remove_pending_dir()
             return 0
-        tmp = self.path.with_name(f".{self.path.name}.commit")
-        need = self.path.stat().st_size + sum(p.stat().st_size for p in pending.values())
+        committed = {v: e for v, e in self._index().items() if e.complete}
+        folder = layout.segments_dir(self.path)
+        index = self.path.with_name(f".{self.path.name}.commit")
+        segment = folder / layout.next_segment(folder)
+        tmp = segment.with_suffix(".tmp")
+        need = sum(p.stat().st_size for p in pending.values())
+        need += _INDEX_BYTES_PER_VIDEO * (len(committed) + len(pending))
         then = f"the {len(pending)} video(s) wait in {self.pending_dir} and the next writer commits them"
         _require_space(self.path.parent, need, f"committing {len(pending)} video(s) to {self.path}", then)
         try:
-            shutil.copyfile(self.path, tmp)
-            with h5py.File(tmp, "a") as out:
-                videos = out[VIDEOS]
+            folder.mkdir(exist_ok=True)
+            with h5py.File(tmp, "w") as out:
+                out.attrs["schema_version"] = SCHEMA_VERSION
+                out.attrs["segment_of"] = self.path.name
+                videos = out.create_group(VIDEOS)
                 for video_id, src_path in pending.items():
                     with h5py.File(src_path, "r") as src:
-                        if video_id in videos:
-                            del videos[video_id]
                         attrs = {k: v for k, v in src.attrs.items() if k not in ("video_id", "complete")}
                         extra = {name: ds[()] for name, ds in src.get(EXTRA, {}).items()}
                         _write_video(videos.create_group(video_id), src["features"][()], attrs, extra)
             _fsync(tmp)
+            os.replace(tmp, segment)
+            # videos inside the store file itself (a v1 or compacted store): that file becomes a segment
+            base = None
+            if any(e.segment is None for e in committed.values()):
+                base = layout.absorb(self.path, folder, _fsync)
+            _fsync(folder)
+            links = {v: (e.segment or base, e.path) for v, e in committed.items()}
+            links.update({v: (f"{folder.name}/{segment.name}", f"/{VIDEOS}/{v}") for v in pending})
+            layout.write_index(index, self.file.attrs, links, SCHEMA_VERSION)
+            _fsync(index)
         except OSError as err:
-            tmp.unlink(missing_ok=True)
+            for partial in (tmp, segment, index):  # nothing links to them yet
+                partial.unlink(missing_ok=True)
             kind = (
                 NoSpaceError if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else VadmilError
             )
@@ -291,11 +317,16 @@ class StoreWriter:
                 f"{' '.join(str(err).split())}"
             ) from None
         self._release_handles()
-        os.replace(tmp, self.path)
+        os.replace(index, self.path)
         _fsync(self.path.parent)
         for src_path in pending.values():
             src_path.unlink()
         self._remove_pending_dir()
+        segments = {s for s, _ in links.values()}
+        layout.collect_garbage(self.path, segments)  # e.g. every video overwritten
+        if len(segments) > _MANY_SEGMENTS:  # each is a file readers keep open
+            log.info("%s has %d segment files; `vadmil store compact store=%s` gathers them into one file",
+                     self.path, len(segments), self.path)  # fmt: skip
         return len(pending)
 
     def _remove_pending_dir(self) -> None:

@@ -23,6 +23,7 @@ import yaml
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.recipe import make_recipe
 from vadmil.data.store import FeatureStore
+from vadmil.data.store_compact import compact
 from vadmil.errors import VadmilError
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,9 @@ def generate(store: str | os.PathLike, manifest: str | os.PathLike, spec: Synthe
     manifest.parent.mkdir(parents=True, exist_ok=True)
     tmp_manifest = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
     tmp_manifest.write_text(json.dumps({"videos": rows}, indent=1))
+    compact(
+        tmp_store
+    )  # one self-contained file (no segment folder beside it), so it can be copied and shared
     os.replace(tmp_store, store)
     os.replace(tmp_manifest, manifest)
     Path(f"{tmp_store}.lock").unlink(missing_ok=True)  # the private temp store's writer lock
