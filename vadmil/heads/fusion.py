@@ -4,7 +4,8 @@
   is HL-Net's multimodal input (RGB 1024 + VGGish 128 = 1152 per snippet; Wu et al., ECCV 2020).
 - ``late``: one head per stream, each sized to its stream and fed its slice of the features, and their outputs
   fused per snippet: logits averaged when every head has them (scores = sigmoid of the mean logit), else scores
-  averaged; magnitudes and raw scores averaged, embeddings concatenated — so every loss sees one ordinary
+  averaged; magnitudes, raw scores and a head's own ``aux`` tensors averaged (``aux`` of differing widths and
+  embeddings concatenated) — so every loss sees one ordinary
   :class:`~vadmil.heads.output.HeadOutput`. For the unsupervised heads the fused raw score (the mean of the
   streams' raw scores) is calibrated as one, and statistics heads fit each stream on its own slice.
 """
@@ -24,6 +25,19 @@ def _mean(values: list[torch.Tensor | None]) -> torch.Tensor | None:
     return torch.stack(values).mean(0) if all(v is not None for v in values) else None
 
 
+def _fuse_aux(auxes: list[dict | None]) -> dict | None:
+    """A head's own loss tensors (``aux``): averaged where the streams' shapes agree, else concatenated on the last
+    axis (per-snippet embeddings of stream-sized widths)."""
+    if any(a is None for a in auxes):
+        return None
+    out = {}
+    for name in set.intersection(*(set(a) for a in auxes)):
+        values = [a[name] for a in auxes]
+        same = all(v.shape == values[0].shape for v in values)
+        out[name] = torch.stack(values).mean(0) if same else torch.cat(values, dim=-1)
+    return out
+
+
 def fuse_outputs(outs: list[HeadOutput]) -> HeadOutput:
     """One output from per-stream outputs of the same bags (see the module's rule)."""
     logits = _mean([o.logits for o in outs])
@@ -35,6 +49,7 @@ def fuse_outputs(outs: list[HeadOutput]) -> HeadOutput:
         magnitudes=_mean([o.magnitudes for o in outs]),
         features=torch.cat(features, dim=-1) if all(f is not None for f in features) else None,
         raw=_mean([o.raw for o in outs]),
+        aux=_fuse_aux([o.aux for o in outs]),
     )
 
 

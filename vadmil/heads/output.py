@@ -25,6 +25,8 @@ class HeadOutput:
         topk_index, topk_valid: set after folding by an objective's selector (label-free, shared by every term
             that needs it): the selected snippets of each bag [B, K] and which of them are real [B, K] (K is
             clipped to T; bags with fewer valid snippets than K have invalid trailing entries).
+        aux: optional named per-snippet tensors [N, T, ...] that only a head's own loss terms read (e.g.
+            UR-DMU's memory read-outs); folded like the other fields.
     """
 
     scores: torch.Tensor
@@ -34,17 +36,22 @@ class HeadOutput:
     raw: torch.Tensor | None = None
     topk_index: torch.Tensor | None = None
     topk_valid: torch.Tensor | None = None
+    aux: dict[str, torch.Tensor] | None = None
 
     def fold(self, n_bags: int, n_crops: int) -> HeadOutput:
-        """Reshape every tensor from [B·C, ...] to [B, C, ...]."""
-        return replace(
-            self,
-            **{
-                f.name: getattr(self, f.name).reshape(n_bags, n_crops, *getattr(self, f.name).shape[1:])
-                for f in fields(self)
-                if getattr(self, f.name) is not None
-            },
-        )
+        """Reshape every tensor (and every ``aux`` tensor) from [B·C, ...] to [B, C, ...]."""
+
+        def _fold(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(n_bags, n_crops, *t.shape[1:])
+
+        folded = {
+            f.name: _fold(getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "aux" and getattr(self, f.name) is not None
+        }
+        if self.aux is not None:
+            folded["aux"] = {name: _fold(t) for name, t in self.aux.items()}
+        return replace(self, **folded)
 
     @property
     def video_scores(self) -> torch.Tensor:
