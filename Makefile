@@ -6,7 +6,7 @@ PYTEST := $(PY) -m pytest
 RUFF   := $(PY) -m ruff  # works whether ruff is in the venv or in the site packages it inherits
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all demo lint format bench bench-fit bench-store clean
+.PHONY: help install test test-slow test-all demo lint format bench bench-fit bench-store bench-gpu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench-store: install ## store commits: v1 full copy vs v2 segment, on 1 GB and 1
 
 bench-fit: install ## fit time before/after the validation cadence on a 2.8 GB store it writes under /tmp (~12 min)
 	$(PY) bench/bench_fit.py
+
+bench-gpu: install ## every GPU figure of docs/benchmarks.md in one run (needs CUDA; CPU path: --device cpu --tiny)
+	$(PY) bench/bench_gpu.py
 
 clean: ## remove caches (not runs/ or features/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

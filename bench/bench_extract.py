@@ -84,65 +84,78 @@ def naive(video: Path, geometry, transform, runner) -> tuple[int, float]:
     return len(frames), time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--gpu", action="store_true", help="i3d_r50, 10 crops, fp16 on CUDA")
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
-    if not VIDEO.exists():
-        raise SystemExit(f"{VIDEO} is missing: the benchmark needs the shared test video")
+def measure(video: Path, arch: str, crops: str, size: int, short: int, precision: str, device: str,
+            workers: int = 1, batch: int = 4) -> dict:  # fmt: skip
+    """Snippets/s of each stage and pipeline variant on ``video`` (one run, side by side)."""
     torch.manual_seed(0)
-    # (arch, crops, crop size, short side, precision, device)
-    arch, crops, size, short, precision, device = (
-        ("i3d_r50", "ten", 224, 256, "fp16", "cuda")
-        if args.gpu
-        else ("x3d_xs", "center", 160, 160, "fp32", "cpu")
-    )
     backbone = PyTorchVideoBackbone(arch, random_init=True)
     geometry = SnippetGeometry(16, 16, "pad_last")
     transform = SnippetTransform(
         short_side=short, crop_size=size, crops=crops, mean=backbone.mean, std=backbone.std
     )
     runner = BackboneRunner(backbone, device, precision)
-    batch = 4
-    n_snippets, decode_s = worker_side(VIDEO, geometry, transform)
+    n_snippets, decode_s = worker_side(video, geometry, transform)
     clips = torch.randn(batch, len(transform(np.zeros((16, 64, 64, 3), np.uint8))), 3, 16, size, size)
     backbone_s = backbone_side(runner, clips, n_snippets, batch)
     pipelines = {}
-    for workers, resize in ((args.workers, None), (0, "auto"), (args.workers, "auto")):
+    for n_workers, resize in ((workers, None), (0, "auto"), (workers, "auto")):
         with tempfile.TemporaryDirectory() as tmp:
             recipe = make_recipe(backbone=backbone.name, feature_dim=backbone.feature_dim, n_crops=clips.shape[1],
                                  geometry=geometry)  # fmt: skip
             with FeatureStore.create(Path(tmp) / "b.h5", recipe) as store:
                 stream = SnippetStream(
-                    [VIDEO], geometry, transform, batch_snippets=batch, decoder_resize=resize
+                    [video], geometry, transform, batch_snippets=batch, decoder_resize=resize
                 )
-                result = run_extraction(store, stream, runner, num_workers=workers, progress=False)
-        pipelines[f"pipeline, {workers} worker(s), {'decoder' if resize else 'torch'} resize"] = (
+                result = run_extraction(store, stream, runner, num_workers=n_workers, progress=False)
+        pipelines[f"pipeline, {n_workers} worker(s), {'decoder' if resize else 'torch'} resize"] = (
             result["snippets"] / result["seconds"]
         )
-    frames, naive_s = naive(VIDEO, geometry, transform, runner)
+    frames, naive_s = naive(video, geometry, transform, runner)
     decode_rate, backbone_rate = n_snippets / decode_s, n_snippets / backbone_s
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, device {device}; "
-          f"{backbone.name}, {crops} crop(s) of {size}, {n_snippets} snippets of {VIDEO.name}")  # fmt: skip
-    print("| stage | snippets/s | frames/s |\n|---|---|---|")
-    rows = {
-        "decode + snippets + transform (worker side, torch resize)": decode_rate,
-        "backbone alone": backbone_rate,
+    best = max(pipelines, key=pipelines.get)
+    return {
+        "setting": f"{backbone.name}, {crops} crop(s) of {size}, {precision}, {device}, {n_snippets} snippets of "
+        f"{video.name}",
+        "stages": {
+            "decode + snippets + transform (worker side, torch resize)": decode_rate,
+            "backbone alone": backbone_rate,
+            **pipelines,
+            "naive: decode all frames first, then extract": frames / naive_s / 16,
+        },
+        "best": best,
+        "pipeline_over_bottleneck": pipelines[best] / min(decode_rate, backbone_rate),
+        "pipeline_over_backbone": pipelines[best] / backbone_rate,
     }
-    for name, rate in {**rows, **pipelines}.items():
-        print(f"| {name} | {rate:.2f} | {rate * 16:.0f} |")
-    print(
-        f"| naive: decode all frames first, then extract | {frames / naive_s / 16:.2f} | {frames / naive_s:.0f} |"
+
+
+def report(result: dict) -> str:
+    """Markdown table of :func:`measure`'s result."""
+    lines = [result["setting"], "", "| stage | snippets/s | frames/s |", "|---|---|---|"]
+    lines += [f"| {name} | {rate:.2f} | {rate * 16:.0f} |" for name, rate in result["stages"].items()]
+    lines += ["", f"ratio pipeline / min(decode, backbone) = {result['pipeline_over_bottleneck']:.2f} "
+              f"({result['best']})", f"ratio pipeline / backbone alone = {result['pipeline_over_backbone']:.2f}"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--gpu", action="store_true", help="i3d_r50, 10 crops, fp16 on CUDA")
+    parser.add_argument("--precision", choices=["fp16", "bf16"], default="fp16", help="with --gpu")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    if not VIDEO.exists():
+        raise SystemExit(f"{VIDEO} is missing: the benchmark needs the shared test video")
+    # (arch, crops, crop size, short side, precision, device)
+    setting = (
+        ("i3d_r50", "ten", 224, 256, args.precision, "cuda")
+        if args.gpu
+        else ("x3d_xs", "center", 160, 160, "fp32", "cpu")
     )
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print(report(measure(VIDEO, *setting, workers=args.workers)))
     print("\n| decoder backend | decode-only frames/s |\n|---|---|")
     for backend, rate in decode_rates(VIDEO).items():
         print(f"| {backend} | {rate:.0f} |")
-    best = max(pipelines, key=pipelines.get)
-    print(
-        f"\nratio pipeline / min(decode, backbone) = {pipelines[best] / min(decode_rate, backbone_rate):.2f} ({best})"
-    )
-    print(f"ratio pipeline / backbone alone = {pipelines[best] / backbone_rate:.2f}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ EXPERIMENTS = {
     "rtfm": "rtfm_ucf_crime",
     "dted": "dted_ucf_crime",
     "urdmu": "urdmu_ucf_crime",
+    "mgfn": "mgfn_ucf_crime",
 }
 # model → (feature dim, extra overrides) where its paper's data protocol differs from 2048-d x 32 segments
 PROTOCOL = {
@@ -206,6 +207,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(EXPERIMENTS))
     parser.add_argument("--demo-scale", help="instead: demo-scale step times of model[:override...],... "
                         "(e.g. fcn,rtfm,urdmu,urdmu:sweep=demo)")  # fmt: skip
+    parser.add_argument("--dim", type=int, default=None, help="feature dimension of the synthetic store "
+                        "(default: each head's protocol; bench_gpu --tiny: 32)")  # fmt: skip
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -234,7 +237,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for model in args.models.split(","):
-            dim = PROTOCOL.get(model, DEFAULT_PROTOCOL)[0]
+            dim = args.dim or PROTOCOL.get(model, DEFAULT_PROTOCOL)[0]
             store = Path(tmp) / f"bench{dim}.h5"
             if not store.exists():
                 make_store(store, dim)

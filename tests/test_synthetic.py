@@ -98,10 +98,11 @@ def test_store_recipe_and_geometry_are_consistent(tmp_path):
 def test_planted_anomalies_are_detectable(tmp_path):
     """Without fitting anything: abnormal snippets lie further from their video's median feature than the
     other snippets of abnormal videos do. (A small feature_dim keeps the one planted direction visible in a plain
-    distance; at the default 128 dims only a learned projection sees it.)"""
+    distance; at the default 128 dims only a learned projection sees it. Additive events only: at 8 dims the
+    norm-keeping types turn a snippet almost onto u, which a distance to the median does not see.)"""
     store, manifest, spec = _generate(
         tmp_path, n_train_normal=0, n_train_abnormal=12, n_test_normal=0, n_test_abnormal=0, feature_dim=8,
-        min_snippets=40, max_snippets=80,
+        min_snippets=40, max_snippets=80, anomaly_types=["additive"],
     )  # fmt: skip
     rows, feats, _ = _load(store, manifest)
     inside, outside = [], []
@@ -191,3 +192,70 @@ def test_parallel_jobs_preparing_the_same_data_wait_for_one_generator(tmp_path):
 def _ensure(args):
     store, manifest, params = args
     return ensure_synthetic(store, manifest, **params)
+
+
+# --- anomaly types (vadmil/data/synthetic.py docstring) ---------------------------------------------------------
+
+
+def test_each_anomaly_type_moves_the_feature_as_documented():
+    from vadmil.data.synthetic import _plant
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 16)) * 3
+    u = np.eye(16)[3]
+    spec = SyntheticSpec(feature_dim=16, anomaly_strength=2.0, lower_norm_scale=0.4)
+    norm = np.linalg.norm(x, axis=1)
+    np.testing.assert_allclose(_plant(x, u, "additive", spec), x + 2.0 * u)
+    rotated = _plant(x, u, "constant_norm", spec)
+    np.testing.assert_allclose(np.linalg.norm(rotated, axis=1), norm)  # direction changes, norm does not
+    np.testing.assert_allclose(
+        rotated, norm[:, None] * (x + 2 * u) / np.linalg.norm(x + 2 * u, axis=1)[:, None]
+    )
+    lowered = _plant(x, u, "lower_norm", spec)
+    np.testing.assert_allclose(np.linalg.norm(lowered, axis=1), 0.4 * norm)
+    for moved in (rotated, lowered):  # every type moves the feature towards u
+        assert (moved @ u - x @ u * np.linalg.norm(moved, axis=1) / norm).mean() > 0.5
+
+
+def test_categories_record_each_abnormal_videos_type(tmp_path):
+    store, manifest, spec = _generate(tmp_path, n_test_abnormal=30, n_train_abnormal=0)
+    rows = json.loads(manifest.read_text())["videos"]
+    for r in rows:
+        assert r["category"] == ("normal" if r["label"] == 0 else r["category"])
+        assert r["label"] == 0 or r["category"] in spec.anomaly_types
+    assert {r["category"] for r in rows if r["label"]} == {"additive", "constant_norm", "lower_norm"}
+    single = _generate(tmp_path, "one", anomaly_types=["lower_norm"])[1]
+    assert {r["category"] for r in json.loads(single.read_text())["videos"] if r["label"]} == {"lower_norm"}
+
+
+def test_magnitude_inside_events_rises_stays_or_falls_with_the_type(tmp_path):
+    """Noise-free, distractor-free data: the mean snippet norm inside events relative to the same videos' other
+    snippets is > 1 (additive), = 1 (constant_norm, exactly), = lower_norm_scale (lower_norm, exactly)."""
+    ratios = {}
+    for kind in ("additive", "constant_norm", "lower_norm"):
+        store, manifest, spec = _generate(
+            tmp_path, kind, anomaly_types=[kind], crop_noise=0.0, distractor_rate=0.0, n_train_abnormal=8
+        )
+        rows, feats, _ = _load(store, manifest)
+        inside, outside = [], []
+        for r in (r for r in rows if r["label"]):
+            n = np.linalg.norm(feats[r["video_id"]][:, 0], axis=-1)
+            event = np.zeros(len(n), dtype=bool)
+            for start, end in r["intervals"]:
+                event[start // spec.snippet_len : end // spec.snippet_len + 1] = True
+            inside.append(n[event]), outside.append(n[~event])
+        ratios[kind] = np.concatenate(inside).mean() / np.concatenate(outside).mean()
+    assert ratios["additive"] > 1.05
+    assert 0.85 < ratios["constant_norm"] < 1.15
+    assert ratios["lower_norm"] < 0.7
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [({"anomaly_types": ["louder"]}, "unknown synthetic anomaly type 'louder'"),
+     ({"anomaly_types": []}, "must list distinct types"),
+     ({"lower_norm_scale": 1.5}, "lower_norm_scale must lie in")],
+)  # fmt: skip
+def test_bad_anomaly_type_parameters_are_user_errors(params, message):
+    with pytest.raises(VadmilError, match=message):
+        SyntheticSpec(**params)

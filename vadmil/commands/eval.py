@@ -19,5 +19,9 @@ def main(cfg: DictConfig) -> None:
     result = evaluate_run(run.path, OmegaConf.to_container(cfg.eval), bool(cfg.allow_unfinished))
     write_json(run.eval, result)
     for key, value in result["test"].items():
-        print(f"{key:>20}: {value:.6g}" if isinstance(value, float) else f"{key:>20}: {value}")
+        for name, v in (
+            value.items() if isinstance(value, dict) else [(key, value)]
+        ):  # per-category AUCs: a line each
+            name = f"{key}[{name}]" if isinstance(value, dict) else name
+            print(f"{name:>20}: {v:.6g}" if isinstance(v, float) else f"{name:>20}: {v}")
     print(f"written: {run.eval}")

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vadmil.data.bags import eval_features, pool_segments
 from vadmil.data.checks import check_split
+from vadmil.data.eval_batches import DEFAULT_MAX_ROWS, length_batched_loader
 from vadmil.data.eval_cache import CachedBatches, check_budget, fits, padded_size
 from vadmil.data.labels import VideoLabel
 from vadmil.data.loaders import collate_bags, video_loader
@@ -150,6 +151,9 @@ class MILDataModule(pl.LightningDataModule):
         batches_per_epoch: batches per data epoch (None: one pass over the larger class).
         val_fraction, split_seed: the stratified validation split of the training videos.
         cache: pre-pool every training bag in memory at setup (fast epochs; N·C·S·D floats).
+        eval_batch_size: videos per validation batch (in split order).
+        eval_batch_rows: the most padded rows (videos × crops × longest T) in a test batch; test batches group
+            videos of similar length (see :mod:`vadmil.data.eval_batches`).
         val_cache_mb: keep the padded validation batches in memory after the first validation when they take at
             most this many MiB (0: read them at every validation); see :mod:`vadmil.data.eval_cache`.
         end_inclusive, frame_span: the evaluation protocol, for checking test intervals against frame counts.
@@ -173,6 +177,7 @@ class MILDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         sample_seed: int = 0,
         eval_batch_size: int = 8,
+        eval_batch_rows: int = DEFAULT_MAX_ROWS,
         num_workers: int = 0,
         cache: bool = True,
         val_cache_mb: float = 2048,
@@ -197,6 +202,7 @@ class MILDataModule(pl.LightningDataModule):
         self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
         self.val_fraction, self.split_seed, self.sample_seed = val_fraction, split_seed, sample_seed
         self.eval_batch_size, self.num_workers, self.cache = eval_batch_size, num_workers, cache
+        self.eval_batch_rows = eval_batch_rows
         self.val_cache_mb = check_budget(val_cache_mb)
         self._check_ids()
         # Every split (validation is drawn from train) checked now, before any training: shapes, finiteness, intervals.
@@ -290,4 +296,6 @@ class MILDataModule(pl.LightningDataModule):
         )
 
     def test_dataloader(self) -> DataLoader:
-        return self.eval_loader(self.test_ids, self.test_videos)
+        """Test videos in length-sorted batches of at most ``eval_batch_rows`` padded rows."""
+        return length_batched_loader(self.store, self.test_videos, self.test_ids, self.normalise,
+                                     self.eval_batch_rows, self.num_workers)  # fmt: skip

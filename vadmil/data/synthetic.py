@@ -2,10 +2,22 @@
 
 Every video is a temporally correlated feature sequence: a per-video scene offset plus an AR(1) latent process
 projected to D dimensions, plus per-crop noise. Abnormal videos get 1–2 *events*: for a stretch of 10–30 % of the
-video, a fixed direction (one per event type) is added to the features. Both normal and abnormal videos may also
+video, the features move along a fixed direction u (one per event type). Both normal and abnormal videos may also
 carry *distractor* events along other directions, so "anything unusual" is not enough: a MIL head has to learn
 which changes are anomalies. Frame counts have a partial last snippet, so the tail policy matters. Generation is
 deterministic in its parameters (seed included) and needs no download.
+
+Each abnormal video has one *anomaly type* (drawn from ``anomaly_types``; the manifest's ``category``), which says
+how its events change a snippet's (noise-free) feature x, with s = ``anomaly_strength``:
+
+- ``additive``: x + s·u — the norm grows (the only type before; magnitude-based heads assume this one);
+- ``constant_norm``: ‖x‖ · unit(x + s·u) — a change of direction at exactly the snippet's norm;
+- ``lower_norm``: r·‖x‖ · unit(r·x + s·u), r = ``lower_norm_scale`` — the event added to the shrunken snippet,
+  at r times its norm: a direction change that LOWERS the magnitude.
+
+All three carry about the same component s along u, so a head that reads directions finds each of them; a head that
+ranks snippets by feature magnitude (RTFM, MGFN) is helped by the first and misled by the last. With the single
+type ``[additive]`` the data are exactly those of earlier versions.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ import fcntl
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +36,11 @@ from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.recipe import make_recipe
 from vadmil.data.store import FeatureStore
 from vadmil.data.store_compact import compact
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 
 log = logging.getLogger(__name__)
 BACKBONE = "synthetic"
+ANOMALY_TYPES = ("additive", "constant_norm", "lower_norm")
 
 
 @dataclass(frozen=True)
@@ -49,10 +62,22 @@ class SyntheticSpec:
     anomaly_strength: float = 3.5
     n_event_types: int = 3
     distractor_rate: float = 0.5  # chance that a video carries one distractor event
+    anomaly_types: list[str] = field(default_factory=lambda: list(ANOMALY_TYPES))  # one per abnormal video
+    lower_norm_scale: float = 0.5  # r of the lower_norm type: its events have r times the snippet's norm
     snippet_len: int = 16
     fps: float = 30.0
 
     def __post_init__(self):
+        object.__setattr__(self, "anomaly_types", [str(t) for t in self.anomaly_types])  # YAML/Hydra lists
+        if not self.anomaly_types or len(set(self.anomaly_types)) != len(self.anomaly_types):
+            raise VadmilError(
+                f"synthetic anomaly_types must list distinct types, got {self.anomaly_types}; "
+                f"choose from {', '.join(ANOMALY_TYPES)}"
+            )
+        for kind in self.anomaly_types:
+            check_choice("synthetic anomaly type", kind, ANOMALY_TYPES)
+        if not 0 < self.lower_norm_scale < 1:
+            raise VadmilError(f"synthetic lower_norm_scale must lie in (0, 1), got {self.lower_norm_scale}")
         if self.feature_dim < 2 * self.n_event_types:
             raise VadmilError(
                 f"synthetic feature_dim={self.feature_dim} is too small for {self.n_event_types} event types "
@@ -77,8 +102,20 @@ def _events(rng: np.random.Generator, n: int, count: int) -> list[tuple[int, int
     return out
 
 
+def _plant(x: np.ndarray, u: np.ndarray, kind: str, spec: SyntheticSpec) -> np.ndarray:
+    """An event of type ``kind`` (module docstring) on snippets x [L, D] along the unit direction u [D]."""
+    s = spec.anomaly_strength
+    if kind == "additive":
+        return x + s * u
+    r = 1.0 if kind == "constant_norm" else spec.lower_norm_scale
+    moved = r * x + s * u
+    return moved * (
+        r * np.linalg.norm(x, axis=1, keepdims=True) / np.linalg.norm(moved, axis=1, keepdims=True)
+    )
+
+
 def _video(spec: SyntheticSpec, rng: np.random.Generator, dirs: np.ndarray, proj: np.ndarray, abnormal: bool):
-    """One video: (features [T, C, D] float32, n_frames, anomalous snippet ranges)."""
+    """One video: (features [T, C, D] float32, n_frames, anomalous snippet ranges, anomaly type or "normal")."""
     n = int(rng.integers(spec.min_snippets, spec.max_snippets + 1))
     z = np.empty((n, spec.latent_dim))
     z[0] = rng.normal(size=spec.latent_dim)
@@ -87,8 +124,12 @@ def _video(spec: SyntheticSpec, rng: np.random.Generator, dirs: np.ndarray, proj
         z[t] = spec.rho * z[t - 1] + innovation * rng.normal(size=spec.latent_dim)
     base = 0.5 * rng.normal(size=spec.feature_dim) + z @ proj
     events = _events(rng, n, int(rng.integers(1, 3))) if abnormal else []
+    kind = "normal"
+    if abnormal:  # a single type draws nothing, so [additive] reproduces the earlier data exactly
+        types = spec.anomaly_types
+        kind = types[int(rng.integers(len(types)))] if len(types) > 1 else types[0]
     for start, end in events:
-        base[start:end] += spec.anomaly_strength * dirs[rng.integers(spec.n_event_types)]
+        base[start:end] = _plant(base[start:end], dirs[rng.integers(spec.n_event_types)], kind, spec)
     if rng.random() < spec.distractor_rate:
         (start, end), which = (
             _events(rng, n, 1)[0],
@@ -97,11 +138,12 @@ def _video(spec: SyntheticSpec, rng: np.random.Generator, dirs: np.ndarray, proj
         base[start:end] += spec.anomaly_strength * dirs[which]
     x = base[:, None, :] + spec.crop_noise * rng.normal(size=(n, spec.n_crops, spec.feature_dim))
     n_frames = n * spec.snippet_len - int(rng.integers(0, spec.snippet_len))  # partial last snippet
-    return x.astype(np.float32), n_frames, events
+    return x.astype(np.float32), n_frames, events, kind
 
 
 def generate(store: str | os.PathLike, manifest: str | os.PathLike, spec: SyntheticSpec) -> None:
-    """Write the store and its manifest (JSON, intervals in frames, end inclusive); both atomically."""
+    """Write the store and its manifest (JSON, intervals in frames, end inclusive, each video's anomaly type as its
+    ``category``); both atomically."""
     store, manifest = Path(store), Path(manifest)
     rng = np.random.default_rng(spec.seed)
     n_dirs = spec.n_event_types * 2  # event directions, then distractor directions
@@ -121,12 +163,20 @@ def generate(store: str | os.PathLike, manifest: str | os.PathLike, spec: Synthe
         for split, label, count in splits:
             for i in range(count):
                 video_id = f"{split}_{'abnormal' if label else 'normal'}_{i:03d}"
-                x, n_frames, events = _video(spec, rng, dirs, proj, bool(label))
+                x, n_frames, events, kind = _video(spec, rng, dirs, proj, bool(label))
                 out.append(video_id, x, n_frames=n_frames, fps=spec.fps, source=f"synthetic:{spec.seed}")
                 intervals = [
                     [s * spec.snippet_len, min(e * spec.snippet_len, n_frames) - 1] for s, e in sorted(events)
                 ]
-                rows.append({"video_id": video_id, "split": split, "label": label, "intervals": intervals})
+                rows.append(
+                    {
+                        "video_id": video_id,
+                        "split": split,
+                        "label": label,
+                        "intervals": intervals,
+                        "category": kind,
+                    }
+                )
     manifest.parent.mkdir(parents=True, exist_ok=True)
     tmp_manifest = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
     tmp_manifest.write_text(json.dumps({"videos": rows}, indent=1))

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from vadmil.data.checks import check_split
-from vadmil.data.loaders import video_loader
+from vadmil.data.eval_batches import DEFAULT_MAX_ROWS, length_batched_loader
 from vadmil.data.store import FeatureStore
 from vadmil.data.streams import open_run_streams, stream_dims_of
 from vadmil.errors import VadmilError
@@ -45,6 +45,8 @@ def evaluate_run(
     module = restore_module(
         cfg, stream_dims_of(store), load_checkpoint(run.checkpoint)["state_dict"], run.checkpoint
     )
-    loader = video_loader(store, test_videos, list(test_videos), cfg.data.normalise, cfg.data.eval_batch_size)
+    # runs saved before data.eval_batch_rows existed score with the default budget
+    rows = cfg.data.get("eval_batch_rows", DEFAULT_MAX_ROWS)
+    loader = length_batched_loader(store, test_videos, list(test_videos), cfg.data.normalise, rows)
     test, _, _ = evaluate_module(module, store, test_videos, loader, cfg.eval)
     return {"run": str(run.path), "test": test, "eval_protocol": OmegaConf.to_container(cfg.eval)}

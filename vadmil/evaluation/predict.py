@@ -12,6 +12,8 @@ from vadmil.data.bags import segment_bounds
 from vadmil.data.labels import VideoLabel, frame_labels
 from vadmil.data.store import FeatureStore
 from vadmil.errors import VadmilError, check_choice
+from vadmil.evaluation.categories import KEY as CATEGORY_KEY
+from vadmil.evaluation.categories import frame_auc_by_category
 from vadmil.evaluation.metrics import FrameAnomalyMetrics
 from vadmil.training.module import MILModule
 
@@ -55,11 +57,17 @@ def evaluate_module(module: MILModule, store: FeatureStore, videos: Mapping[str,
                     protocol: Mapping) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:  # fmt: skip
     """Score every video of ``loader`` and compute the frame metrics under ``protocol`` (the ``eval`` config:
     end_inclusive, frame_span, threshold). Training and `vadmil eval` both go through here, so they agree.
+    Where the test videos have categories, the metrics also hold ``frame_auc_by_category``
+    (:mod:`vadmil.evaluation.categories`).
 
     Returns (metrics, snippet scores id → [T], frames id → (frame scores [F], frame labels [F]))."""
     scores = predict_snippet_scores(module, loader)
     frames = frame_arrays(store, videos, scores, protocol["end_inclusive"], protocol["frame_span"])
-    return frame_metrics(frames, videos, protocol["threshold"]), scores, frames
+    metrics: dict = frame_metrics(frames, videos, protocol["threshold"])
+    by_category = frame_auc_by_category(frames, videos)
+    if by_category:
+        metrics[CATEGORY_KEY] = by_category
+    return metrics, scores, frames
 
 
 def evaluate_frames(

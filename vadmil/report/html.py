@@ -7,9 +7,11 @@ from html import escape
 
 from vadmil import __version__
 from vadmil.report.aggregate import METRIC_TITLES, Section
+from vadmil.report.categories import NOTE as CATEGORY_NOTE
+from vadmil.report.categories import category_table
 from vadmil.report.figures import SectionFigures
 from vadmil.report.runs import Run
-from vadmil.report.tables import NOTE, TEXT_COLUMNS, section_note, section_table
+from vadmil.report.tables import NOTE, TEXT_COLUMNS, fmt, section_note, section_table
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; padding: 0 1em; }
@@ -51,6 +53,10 @@ def _section(index: int, section: Section, figures: SectionFigures) -> str:
         f'<p class="note">{escape(section_note(section))}</p>',
         _table(headers, rows, primary),
     ]
+    by_category = category_table(section, fmt)
+    if by_category:
+        parts += ["<h3>Frame AUC by anomaly category</h3>", f'<p class="note">{escape(CATEGORY_NOTE)}</p>',
+                  _table(*by_category)]  # fmt: skip
     figs = [svg for svg in (figures.curves, figures.spread) if svg]
     if figs:
         if section.show_variant:

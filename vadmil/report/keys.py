@@ -23,7 +23,7 @@ from vadmil.report.runs import Run, _get
 
 _VARIANT_SECTIONS = ("model", "data", "trainer", "eval", "training")
 _NOT_VARIANT = {
-    "data.sample_seed", "data.num_workers", "data.eval_batch_size", "trainer.enable_progress_bar",
+    "data.sample_seed", "data.num_workers", "data.eval_batch_size", "data.eval_batch_rows", "trainer.enable_progress_bar",
     "trainer.log_every_n_steps", "trainer.accelerator", "trainer.devices",
 }  # fmt: skip
 _NOT_LABEL_KEYS = {"seed", "model", "dataset", "sweep", "logger"}  # columns, the sweep's name, the tracker

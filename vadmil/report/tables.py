@@ -17,6 +17,9 @@ from vadmil.report.aggregate import (
     column_title,
     metric_value,
 )
+from vadmil.report.categories import NOTE as CATEGORY_NOTE
+from vadmil.report.categories import PREFIX as CATEGORY_PREFIX
+from vadmil.report.categories import all_categories, category_table, group_stat, run_value
 from vadmil.report.runs import Run, _get
 
 NOTE = (
@@ -122,6 +125,13 @@ def markdown(sections: list[Section], incomplete: list[Run]) -> str:
         out.append("|" + "|".join("---" if h in TEXT_COLUMNS else "---:" for h in headers) + "|")
         out += ["| " + " | ".join(md(cell) for cell in row) + " |" for row in rows]
         out.append("")
+        by_category = category_table(section, fmt)
+        if by_category:
+            out += ["### Frame AUC by anomaly category", "", md(CATEGORY_NOTE), ""]
+            out.append("| " + " | ".join(md(h) for h in by_category[0]) + " |")
+            out.append("|" + "|".join("---" if h in TEXT_COLUMNS else "---:" for h in by_category[0]) + "|")
+            out += ["| " + " | ".join(md(cell) for cell in row) + " |" for row in by_category[1]]
+            out.append("")
     if incomplete:
         out += [
             "## Runs that did not finish",
@@ -172,6 +182,8 @@ def runs_csv(runs: list[Run], placement: dict) -> str:
         "primary_metric",
     ] + [c.key for c in _RUN_METRICS]
     header += ["selected_epoch", "oracle_epoch", "test_seconds", "store", "error"]  # fmt: skip
+    categories = all_categories([s for s, _ in placement.values() if s is not None])
+    header += [f"{CATEGORY_PREFIX}{c}" for c in categories]  # appended: earlier columns keep their places
     rows = []
     for run in runs:
         section, group = placement.get(run.path, (None, None))
@@ -185,6 +197,7 @@ def runs_csv(runs: list[Run], placement: dict) -> str:
         m = run.metrics or {}
         row += [_number(m.get("selected_epoch")), _number(_get(m, "oracle_test.epoch")),
                 _number(m.get("test_seconds")), run.store or "", run.error or ""]  # fmt: skip
+        row += [_number(run_value(run, c)) for c in categories]
         rows.append(row)
     return _csv(header, rows)
 
@@ -194,6 +207,8 @@ def leaderboard_csv(sections: list[Section]) -> str:
     header = ["dataset", "features_id", "features", "primary_metric", "rank", "head", "supervision", "streams", "objective",
               "objective_hash", "variant", "variant_hash", "n_runs", "n_incomplete", "seeds"]  # fmt: skip
     header += [f"{c.key}_{s}" for c in COLUMNS for s in ("mean", "std", "n")]  # n: runs with a finite value
+    categories = all_categories(sections)
+    header += [f"{CATEGORY_PREFIX}{c}_{s}" for c in categories for s in ("mean", "std", "n")]  # appended
     rows = []
     for section in sections:
         for g in section.groups:
@@ -203,6 +218,9 @@ def leaderboard_csv(sections: list[Section]) -> str:
                    len(g.incomplete), seeds]  # fmt: skip
             for c in COLUMNS:
                 stat = g.stat(c, section.primary)
+                row += [_number(stat.mean), _number(stat.std), stat.n]
+            for c in categories:
+                stat = group_stat(g, c)
                 row += [_number(stat.mean), _number(stat.std), stat.n]
             rows.append(row)
     return _csv(header, rows)
