@@ -17,7 +17,8 @@ from vadmil.demo.videos import DemoVideoSpec, generate_videos
 from vadmil.errors import VadmilError
 
 SMALL = DemoVideoSpec(n_train_normal=2, n_train_abnormal=2, n_test_normal=1, n_test_abnormal=1, height=64,
-                      width=64, min_frames=120, max_frames=150)  # fmt: skip
+                      width=64, min_frames=120, max_frames=150, sound=True)  # fmt: skip
+AUDIO_ROW = "fcn [rgb+audio (early)]"  # the demo's row on the soundtrack too (conf/demo.yaml audio_heads)
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -83,13 +84,15 @@ def test_demo_small_runs_every_stage(tmp_path):
     r = run_vadmil("demo", f"output={out}", *spec, "heads=[fcn,dted]", "steps=8", "progress=false",
                    "extract.crop_size=64", "extract.short_side=64", cwd=tmp_path, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
-    result = _check_artefacts(out, ["dted", "fcn"], ["fcn (weak+pseudo-labels)"])
+    result = _check_artefacts(out, ["dted", "fcn"], ["fcn (weak+pseudo-labels)", AUDIO_ROW])
+    assert len(list((out / "runs" / "audio").glob("*/checkpoints/best.ckpt"))) == 2
     assert len(list((out / "runs" / "self_training").glob("*/stages/2_pseudo/pseudo_labels.npz"))) == 2
     assert result["scored_with"].startswith(str(out / "runs"))
     for stage in (
         "== extract",
         "== sweep",
         "== self-training",
+        "== video + audio",
         "== report",
         "== score",
         "artefacts:",
@@ -107,6 +110,6 @@ def test_full_demo_every_head_clearly_above_chance(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     from vadmil.commands.catalog import sweep_heads
 
-    result = _check_artefacts(out, sweep_heads(), ["fcn (weak+pseudo-labels)"])
+    result = _check_artefacts(out, sweep_heads(), ["fcn (weak+pseudo-labels)", AUDIO_ROW])
     assert min(result["test_frame_auc"].values()) >= 0.75, result["test_frame_auc"]
     assert result["seconds"]["total"] < 600

@@ -76,7 +76,7 @@ def test_wu_crops_stack_in_order_with_the_audio_stream(tmp_path):
     with FeatureStore(out) as store:
         assert store.ids() == [name]
         np.testing.assert_array_equal(store.read(name), np.stack(crops, axis=1))
-        np.testing.assert_array_equal(store.read_extra(name, "vggish"), audio)
+        np.testing.assert_array_equal(store.read_extra(name, "audio"), audio)
         assert json.loads(store.recipe()["crop_order"]) == list(WU_ORDER[:5])
 
 

@@ -129,8 +129,8 @@ def test_markdown_lists_failed_runs_and_labels_oracle_columns(runs_dir, tmp_path
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     assert md.count("## ucf\\_crime — ") == 2  # one table per feature set; names are Markdown-escaped
     assert "frame AUC (val-selected)" in md and "frame AUC (oracle: best-on-test)" in md
-    assert "| 1 | rtfm | weak | rtfm | 3 (+1 failed) | 0.8800 ± 0.0200 |" in md
-    assert "| 3 | gcn | weak | sultani | 1 | 0.7000 ± – |" in md
+    assert "| 1 | rtfm | weak | rgb | rtfm | 3 (+1 failed) | 0.8800 ± 0.0200 |" in md
+    assert "| 3 | gcn | weak | rgb | sultani | 1 | 0.7000 ± – |" in md
     assert "## Runs that did not finish" in md
     assert (
         "sweep/6\\_fcn\\_failed | failed | ucf\\_crime | fcn | 2 | the store has no video 'x'; re-extract it |"
@@ -277,6 +277,31 @@ def test_oracle_is_recorded_apart_and_leaves_training_unchanged(tmp_path):
     assert oracle["n_evaluations"] >= 2 and metrics[1]["test_frames_per_second"] > 0
 
 
+def test_rows_name_the_streams_they_trained_on(tmp_path):
+    root = tmp_path / "sweep"
+    make_run(root, "0_fcn", head="fcn", auc=0.80)  # written before streams existed: rgb
+    for seed in (0, 1):
+        run = make_run(root, f"1_fcn_av{seed}", head="fcn", seed=seed, auc=0.9)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["features"].update(streams={"rgb": 2048, "audio": 128}, fusion="late")
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    result = write_report([root], tmp_path / "out")
+    assert [(g.head, g.streams, len(g.runs)) for g in result["sections"][0].groups] == [
+        ("fcn", "rgb+audio (late)", 2),
+        ("fcn", "rgb", 1),
+    ]
+    assert [r["streams"] for r in read_csv(tmp_path / "out" / "leaderboard.csv")] == [
+        "rgb+audio (late)",
+        "rgb",
+    ]
+    assert sorted(r["streams"] for r in read_csv(tmp_path / "out" / "runs.csv")) == [
+        "rgb",
+        *["rgb+audio (late)"] * 2,
+    ]
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "| 1 | fcn | weak | rgb+audio (late) | sultani |" in md and "Streams: the feature streams" in md
+
+
 def test_supervision_families_are_separate_rows_with_their_supervision(tmp_path):
     root = tmp_path / "sweep"
     make_run(root, "0_fcn", head="fcn", auc=0.80)  # written before the key existed: weak
@@ -297,7 +322,7 @@ def test_supervision_families_are_separate_rows_with_their_supervision(tmp_path)
         ("knn", "none", "sultani"),
     ]
     md = (tmp_path / "out" / "leaderboard.md").read_text()
-    assert "| 3 | knn | none | sultani | 1 | 0.7000 ± – |" in md and "none = unsupervised" in md
+    assert "| 3 | knn | none | rgb | sultani | 1 | 0.7000 ± – |" in md and "none = unsupervised" in md
     board = read_csv(tmp_path / "out" / "leaderboard.csv")
     assert [r["supervision"] for r in board] == ["weak+pseudo-labels", "weak", "none"]
     assert {r["supervision"] for r in read_csv(tmp_path / "out" / "runs.csv")} == {

@@ -23,6 +23,7 @@ from vadmil.data.eval_cache import CachedBatches, check_budget, fits, padded_siz
 from vadmil.data.labels import VideoLabel
 from vadmil.data.loaders import collate_bags, video_loader
 from vadmil.data.store import FeatureStore
+from vadmil.data.streams import check_fusion, open_streams, stream_dims_of
 from vadmil.errors import VadmilError, check_choice
 from vadmil.training.standardise import feature_statistics
 
@@ -156,6 +157,8 @@ class MILDataModule(pl.LightningDataModule):
         val_cache_mb: keep the padded validation batches in memory after the first validation when they take at
             most this many MiB (0: read them at every validation); see :mod:`vadmil.data.eval_cache`.
         end_inclusive, frame_span: the evaluation protocol, for checking test intervals against frame counts.
+        streams, fusion, stream_max_gap: the feature streams read, concatenated, and how the model fuses them
+            (see :mod:`vadmil.data.streams`; ``[rgb]`` reads the store's features alone).
     """
 
     def __init__(
@@ -180,10 +183,15 @@ class MILDataModule(pl.LightningDataModule):
         val_cache_mb: float = 2048,
         end_inclusive: bool = True,
         frame_span: str = "video",
+        streams: Sequence[str] = ("rgb",),
+        fusion: str = "early",
+        stream_max_gap: int = 1,
     ):
         super().__init__()
         self.store = FeatureStore(store)
-        self.store.check_feature_dim(feature_dim)
+        self.store.check_feature_dim(feature_dim)  # the rgb stream's: dataset.feature_dim
+        self.store = open_streams(self.store, streams, stream_max_gap)
+        self.fusion = check_fusion(fusion)
         self.train_videos, self.test_videos = dict(train), dict(test)
         self.n_segments, self.short_videos, self.normalise, self.crops = (
             n_segments,
@@ -212,6 +220,11 @@ class MILDataModule(pl.LightningDataModule):
     @property
     def n_crops(self) -> int:
         return self.store.n_crops
+
+    @property
+    def stream_dims(self) -> dict[str, int]:
+        """name → dim of each stream read, in the order of the features' last axis."""
+        return stream_dims_of(self.store)
 
     def _check_ids(self) -> None:
         available = set(self.store.ids())

@@ -36,7 +36,7 @@ class VideoFiles:
 
 @dataclass
 class ImportedVideo:
-    """One loaded video: ``features`` float32 [T, C, D]; ``extra`` named streams, e.g. ``{"vggish": [T_a, 128]}``;
+    """One loaded video: ``features`` float32 [T, C, D]; ``extra`` named streams, e.g. ``{"audio": [T_a, 128]}``;
     ``source`` the file(s) it came from, ";"-joined."""
 
     video_id: str

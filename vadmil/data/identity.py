@@ -19,7 +19,7 @@ import yaml
 NOT_IDENTITY = frozenset({
     "input", "inputs", "output", "store", "manifest", "paths", "hydra", "device", "num_workers", "workers",
     "batch_snippets", "progress", "shard", "num_shards", "threads", "integrity", "integrity_tolerance",
-    "allow_short", "weights", "frame_counts", "list", "root",
+    "allow_short", "weights", "frame_counts", "list", "root", "batch_patches",
 })  # fmt: skip
 RECIPE_FIELDS = (
     "backbone",
@@ -35,6 +35,7 @@ RECIPE_FIELDS = (
     "feature_dtype",
     "pooled",
     "extra_streams",
+    "audio_recipe",  # how an extracted audio stream was made (absent: none extracted)
 )  # fmt: skip  (== vadmil.data.recipe.RECIPE_KEYS; tests/test_identity.py checks)
 
 

@@ -43,7 +43,7 @@ class RTFMReader(FeatureReader):
 
 class WuReader(FeatureReader):
     """Wu family: one ``<video>__<c>.npy`` [T, D] per crop c = 0..n_crops-1, stacked to [T, n_crops, D]; with
-    ``audio``, an optional ``<video>__vggish.npy`` [T_a, 128] becomes ``extra["vggish"]``."""
+    ``audio``, an optional ``<video>__vggish.npy`` [T_a, 128] becomes the ``audio`` stream (``extra["audio"]``)."""
 
     format = "wu"
     pattern = "*__*.npy"
@@ -122,7 +122,7 @@ class WuReader(FeatureReader):
         if video.audio is not None:  # its length T_a may differ from T: the audio has its own snippet rate
             arr = open_array(video.audio)
             self._same("vggish feature size", array_dims(arr.shape, video.audio, ndims=(2,))[1], video.audio)
-            extra["vggish"] = as_float32(arr, video.audio)
+            extra["audio"] = as_float32(arr, video.audio)
         files = [*video.features, *([video.audio] if video.audio else [])]
         return ImportedVideo(video.video_id, feats, extra, ";".join(map(str, files)))
 

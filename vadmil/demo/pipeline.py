@@ -66,15 +66,15 @@ def best_run(runs: Path) -> Path:
 
 def head_auc(leaderboard_csv: Path) -> dict[str, float]:
     """Mean test frame AUC per head, from the report's leaderboard.csv; rows of other supervision than ``weak``
-    are named ``<head> (<supervision>)``."""
+    are named ``<head> (<supervision>)``, rows on other streams than ``rgb`` ``<head> [<streams>]``."""
     with open(leaderboard_csv) as f:
         rows = list(csv.DictReader(f))
-    return {
-        r["head"] if r.get("supervision", "weak") == "weak" else f"{r['head']} ({r['supervision']})": float(
-            r["test_frame_auc_mean"]
-        )
-        for r in rows
-    }
+    out = {}
+    for r in rows:
+        name = r["head"] if r.get("supervision", "weak") == "weak" else f"{r['head']} ({r['supervision']})"
+        name += "" if r.get("streams", "rgb") == "rgb" else f" [{r['streams']}]"
+        out[name] = float(r["test_frame_auc_mean"])
+    return out
 
 
 def demo(cfg: DictConfig) -> dict:
@@ -98,6 +98,12 @@ def demo(cfg: DictConfig) -> dict:
               f"trainer.max_steps={cfg.steps}", f"hydra.launcher.n_jobs={cfg.jobs}"]  # fmt: skip
     train = ["train", "-m", "sweep=demo", f"model={','.join(heads)}", *common, f"hydra.sweep.dir={runs}"]
     times["sweep"] = run_stage(f"sweep: {len(heads)} heads x {len(cfg.seeds)} seeds", train, log)
+    if cfg.get("audio_heads"):  # the videos' soundtrack too: one more row per head, on both streams
+        st = ["train", "-m", "sweep=demo", "data.streams=[rgb,audio]", f"model={','.join(cfg.audio_heads)}",
+              *common, f"hydra.sweep.dir={runs / 'audio'}"]  # fmt: skip
+        times["sweep"] += run_stage(
+            f"video + audio: {', '.join(cfg.audio_heads)} x {len(cfg.seeds)} seeds", st, log
+        )
     if cfg.get("self_training"):
         st = ["train", "-m", "sweep=demo", "training=self_training", f"model={','.join(cfg.self_training)}",
               *common, f"hydra.sweep.dir={runs / 'self_training'}"]  # fmt: skip

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vadmil.demo.soundtrack import audio_stream, encode_audio, soundtrack
 from vadmil.errors import VadmilError
 
 EVENTS = ("wrong_way", "appearance")
@@ -49,6 +50,9 @@ class DemoVideoSpec:
     min_frames: int = 200
     max_frames: int = 360
     crf: int = 18  # H.264 quality (lower: larger files, fewer artefacts)
+    sound: bool = (
+        False  # a soundtrack: street noise, and a horn on wrong-way events (vadmil/demo/soundtrack.py)
+    )
 
     def __post_init__(self):
         if min(self.n_train_normal, self.n_train_abnormal, self.n_test_normal, self.n_test_abnormal) < 1:
@@ -166,8 +170,9 @@ def render_frames(spec: DemoVideoSpec, background: np.ndarray, rng: np.random.Ge
         yield np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_video(path: Path, frames, spec: DemoVideoSpec) -> None:
-    """Encode ``frames`` as H.264 (yuv420p, single-threaded for byte-identical output) into ``path``."""
+def write_video(path: Path, frames, spec: DemoVideoSpec, sound: np.ndarray | None = None) -> None:
+    """Encode ``frames`` as H.264 (yuv420p, single-threaded for byte-identical output) into ``path``, with
+    ``sound`` (16 kHz mono) as an AAC track when given."""
     import av
 
     tmp = path.with_name(f".{path.name}.tmp.mp4")
@@ -176,9 +181,12 @@ def write_video(path: Path, frames, spec: DemoVideoSpec) -> None:
         stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
         stream.options = {"crf": str(spec.crf), "preset": "veryfast", "threads": "1"}
         stream.thread_count = 1
+        audio = audio_stream(container) if sound is not None else None
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
+        if audio is not None:
+            encode_audio(container, audio, sound)
     os.replace(tmp, path)  # a crash never leaves a half-written video under the final name
 
 
@@ -224,7 +232,8 @@ def generate_videos(folder: str | os.PathLike, spec: DemoVideoSpec = DemoVideoSp
     for row in tqdm(rows, desc="demo videos", unit="video", disable=not progress):
         rng = np.random.default_rng(row["_seed"])
         frames = render_frames(spec, background, rng, row["n_frames"], row["_events"])
-        write_video(videos / f"{row['video_id']}.mp4", frames, spec)
+        sound = soundtrack(row["_seed"], row["n_frames"], spec.fps, row["_events"]) if spec.sound else None
+        write_video(videos / f"{row['video_id']}.mp4", frames, spec, sound)
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     tmp = manifest.with_name(f".{manifest.name}.tmp")
     tmp.write_text(json.dumps({"spec": asdict(spec), "videos": public}, indent=1) + "\n")

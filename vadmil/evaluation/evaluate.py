@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from vadmil.data.checks import check_split
 from vadmil.data.eval_batches import DEFAULT_MAX_ROWS, length_batched_loader
 from vadmil.data.store import FeatureStore
+from vadmil.data.streams import open_run_streams, stream_dims_of
 from vadmil.errors import VadmilError
 from vadmil.evaluation.predict import evaluate_module
 from vadmil.rundir import RunDir, load_checkpoint, load_run_config, restore_module
@@ -32,7 +33,7 @@ def evaluate_run(
     cfg = load_run_config(run.config)  # checked: only allow-listed _target_s are built from it
     if eval_overrides:
         cfg.eval = OmegaConf.merge(cfg.eval, {k: v for k, v in eval_overrides.items() if v is not None})
-    store = FeatureStore(cfg.dataset.store)
+    store = open_run_streams(FeatureStore(cfg.dataset.store), cfg)  # the streams the run trained on
     test_videos = instantiate(cfg.dataset.annotations.test)
     missing = [v for v in test_videos if v not in store]
     if missing:
@@ -42,7 +43,7 @@ def evaluate_run(
         )
     test_videos = check_split(store, test_videos, "test", cfg.eval.end_inclusive, cfg.eval.frame_span)
     module = restore_module(
-        cfg, store.feature_dim, load_checkpoint(run.checkpoint)["state_dict"], run.checkpoint
+        cfg, stream_dims_of(store), load_checkpoint(run.checkpoint)["state_dict"], run.checkpoint
     )
     # runs saved before data.eval_batch_rows existed score with the default budget
     rows = cfg.data.get("eval_batch_rows", DEFAULT_MAX_ROWS)

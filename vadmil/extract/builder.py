@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.recipe import make_recipe
 from vadmil.errors import VadmilError, check_choice
+from vadmil.extract.audio import AudioEmbedder
 from vadmil.extract.pipeline import Checks, SnippetStream
 from vadmil.extract.presets import resolve
 from vadmil.extract.probe import INTEGRITY_MODES
@@ -37,6 +38,9 @@ class Extractor:
     decoder: DictConfig
     recipe: dict
     checks: Checks = Checks()
+    audio: AudioEmbedder | None = (
+        None  # streams=[rgb,audio]: the soundtrack's embedder (vadmil.extract.audio)
+    )
 
     def stream(self, videos, batch_snippets: int) -> SnippetStream:
         d = self.decoder
@@ -75,6 +79,7 @@ def build_extractor(cfg: DictConfig) -> Extractor:
     transform = SnippetTransform(short_side=short_side, crop_size=crop_size, crops=mode, mean=backbone.mean,
                                  std=backbone.std, resize=v["resize"])  # fmt: skip
     geometry = SnippetGeometry(v["snippet_len"], v["snippet_stride"], v["tail_policy"])
+    audio = audio_embedder(cfg, geometry)
     resize = f"resize to {list(v['resize'])}" if v["resize"] else f"short side {short_side}"
     if cfg.decoder.resize:
         where = (
@@ -88,8 +93,8 @@ def build_extractor(cfg: DictConfig) -> Extractor:
         geometry=geometry, frame_size=f"{resize}, {mode} {crop_size} crops, fps {cfg.decoder.target_fps or 'native'}, {cfg.decoder.backend}",
         normalisation=f"[0,1] pixels, mean {list(backbone.mean)}, std {list(backbone.std)}",
         weights_sha256=backbone.weights_sha256, feature_dtype=cfg.feature_dtype,
-        extraction_config=OmegaConf.to_yaml(cfg),
-    ) | resolved.attrs()  # fmt: skip
+        extraction_config=OmegaConf.to_yaml(cfg), extra_streams={"audio": audio.dim} if audio else None,
+    ) | resolved.attrs() | ({"audio_recipe": audio.recipe()} if audio else {})  # fmt: skip
     if backbone.weights_sha256 == "random-init":
         log.warning("extracting with a RANDOMLY INITIALISED %s (backbone.random_init=true): recorded in the store",
                     backbone.name)  # fmt: skip
@@ -100,4 +105,28 @@ def build_extractor(cfg: DictConfig) -> Extractor:
     check_choice("integrity", checks.integrity, INTEGRITY_MODES)
     if checks.tolerance < 0:
         raise VadmilError(f"integrity_tolerance must be >= 0 frames, got {checks.tolerance}")
-    return Extractor(backbone, transform, geometry, cfg.decoder, recipe, checks)
+    return Extractor(backbone, transform, geometry, cfg.decoder, recipe, checks, audio)
+
+
+def audio_embedder(cfg: DictConfig, geometry: SnippetGeometry) -> AudioEmbedder | None:
+    """The audio stream's embedder when ``streams`` asks for ``audio`` (``[rgb]``, the default, or ``[rgb,audio]``)."""
+    streams = list(cfg.get("streams") or ["rgb"])
+    if streams not in (["rgb"], ["rgb", "audio"]):
+        raise VadmilError(
+            f"streams must be [rgb] or [rgb,audio] (the store's features come first), got {streams}"
+        )
+    if streams == ["rgb"]:
+        return None
+    audio = cfg.get("audio") or {}
+    if "net" not in audio:
+        raise VadmilError(
+            "streams=[rgb,audio] needs an audio section (audio.net, audio.missing); see conf/extract.yaml"
+        )
+    net = instantiate_backbone(audio.net)
+    if net.weights_sha256 == "random-init":
+        log.warning(
+            "embedding audio with a RANDOMLY INITIALISED %s (audio.net.random_init=true): recorded", net.name
+        )
+    return AudioEmbedder(
+        net, geometry, str(audio.get("missing", "error")), int(audio.get("batch_patches", 64))
+    )

@@ -40,7 +40,9 @@ def extract(cfg: DictConfig) -> dict:
         threads = set_threads(cfg.get("threads", "auto"), cfg.num_workers)
         log.info("backbone on %d torch thread(s) beside %d decoding worker(s)", threads, cfg.num_workers)
         runner = BackboneRunner(extractor.backbone, cfg.device, cfg.precision)
-        result = run_extraction(store, stream, runner, cfg.num_workers, cfg.progress)
+        if extractor.audio is not None:
+            extractor.audio.net.to(runner.device)
+        result = run_extraction(store, stream, runner, cfg.num_workers, cfg.progress, extractor.audio)
         record_failures(output, result["failed"], store)
         result.update(skipped=len(videos) - len(todo), total=len(store), output=str(output))
     return result

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from vadmil.data.geometry import SnippetGeometry
 from vadmil.data.labels import normalise_video_id
 from vadmil.data.store import FeatureStore
+from vadmil.data.store_writer import NoSpaceError
 from vadmil.errors import VadmilError, check_choice
 from vadmil.extract.decode import open_video
 from vadmil.extract.snippets import SnippetAssembler
@@ -214,13 +215,22 @@ def _identity(item):
     return item  # module-level so it pickles into spawned workers
 
 
+def _audio(audio, path: Path, item: SnippetBatch) -> tuple[dict, dict]:
+    """({"audio": [T, 128]}, per-video attributes) of one video, or nothing without an audio embedder."""
+    if audio is None:
+        return {}, {}
+    embedding, attrs = audio(path, item.n_snippets, item.fps)
+    return {"audio": embedding}, attrs
+
+
 def failures_path(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".failures.json")
 
 
 def run_extraction(store: FeatureStore, stream: SnippetStream, runner: BackboneRunner,
-                   num_workers: int = 2, progress: bool = True) -> dict:  # fmt: skip
-    """Extract every video of ``stream`` into ``store``; returns counts, failures and throughput."""
+                   num_workers: int = 2, progress: bool = True, audio=None) -> dict:  # fmt: skip
+    """Extract every video of ``stream`` into ``store``; returns counts, failures and throughput. ``audio``: an
+    :class:`~vadmil.extract.audio.AudioEmbedder` adding each video's ``audio`` stream, or None."""
     ids = [normalise_video_id(v.name) for v in stream.videos]
     loader = DataLoader(stream, batch_size=None, num_workers=num_workers, collate_fn=_identity)
     partial: dict[int, list[np.ndarray]] = {}
@@ -242,9 +252,15 @@ def run_extraction(store: FeatureStore, stream: SnippetStream, runner: BackboneR
                     "(truncated or corrupt file?)"
                 )
             else:
-                store.append(video_id, features, n_frames=item.n_frames, fps=item.fps,
-                             source=str(stream.videos[item.video]), attrs=item.attrs)  # fmt: skip
-                done, snippets = done + 1, snippets + len(features)
+                try:
+                    extra, attrs = _audio(audio, stream.videos[item.video], item)
+                    store.append(video_id, features, n_frames=item.n_frames, fps=item.fps, extra=extra,
+                                 source=str(stream.videos[item.video]), attrs={**(item.attrs or {}), **attrs})  # fmt: skip
+                    done, snippets = done + 1, snippets + len(features)
+                except NoSpaceError:
+                    raise
+                except VadmilError as err:  # e.g. no audio track with audio.missing=error
+                    item.error = str(err)
         if item.error is not None:
             failures[str(stream.videos[item.video])] = item.error
             tqdm.write(f"vadmil: failed: {item.error}", file=sys.stderr)

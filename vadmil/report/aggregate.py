@@ -83,6 +83,7 @@ class Group:
     overrides: tuple[str, ...]  # the runs' command-line settings (see keys.variant_overrides)
     variant_hash: str
     supervision: str = "weak"  # see Run.supervision
+    streams: str = "rgb"  # see Run.streams
     runs: list[Run] = field(default_factory=list)  # complete, sorted by seed then path
     incomplete: list[Run] = field(default_factory=list)  # failed or unfinished
     rank: int | None = None
@@ -171,9 +172,19 @@ def build_sections(runs: list[Run]) -> tuple[list[Section], list[Run]]:
 def _group(groups: dict, section: Section, run: Run) -> Group:
     objective, objective_hash = objective_key(run)
     variant_hash, overrides = variant_key(run)
-    key = (section.dataset, section.features_id, run.head, run.supervision, objective_hash, variant_hash)
+    key = (
+        section.dataset,
+        section.features_id,
+        run.head,
+        run.supervision,
+        run.streams,
+        objective_hash,
+        variant_hash,
+    )
     if key not in groups:
-        groups[key] = Group(run.head, objective, objective_hash, overrides, variant_hash, run.supervision)
+        groups[key] = Group(
+            run.head, objective, objective_hash, overrides, variant_hash, run.supervision, run.streams
+        )
         section.groups.append(groups[key])
     return groups[key]
 

@@ -62,6 +62,19 @@ class Run:
         return "weak+pseudo-labels" if _get(self.config, "training.mode") == "self_training" else "weak"
 
     @property
+    def streams(self) -> str:
+        """The feature streams the run trained on, fused how: ``rgb``, ``audio``, ``rgb+audio (early)`` (runs
+        written before streams existed used ``rgb``)."""
+        recorded = _get(self.metrics or {}, "features.streams")
+        names = (
+            list(recorded)
+            if isinstance(recorded, dict)
+            else list(_get(self.config, "data.streams") or ["rgb"])
+        )
+        fusion = _get(self.metrics or {}, "features.fusion") or _get(self.config, "data.fusion") or "early"
+        return "+".join(map(str, names)) + (f" ({fusion})" if len(names) > 1 else "")
+
+    @property
     def seed(self) -> int | None:
         seed = self.metrics.get("seed") if self.metrics else _get(self.config, "seed")
         return seed if isinstance(seed, int) else None

@@ -26,6 +26,8 @@ NOTE = (
     "Supervision: weak = video-level labels (MIL); weak+pseudo-labels = self-training on snippet pseudo-labels; "
     "none = unsupervised, trained on the normal training videos only (selected on the normal validation videos' "
     "mean score, so it has no validation video AUC). "
+    "Streams: the feature streams a row trained on (rgb = the store's video features; audio = the soundtrack's "
+    "VGGish embedding), with their fusion (early: concatenated before the head; late: a head per stream). "
     "Test metrics are those of the checkpoint selected on validation (never on the test set), given as "
     "mean ± sample standard deviation over seeds (– : undefined, or a single run). The *oracle: best-on-test* "
     "column is the best test value of the primary metric over the checkpoints scored during training: it leaks "
@@ -33,7 +35,7 @@ NOTE = (
     "evaluations; scoring throughput is test frames per second (feature reading, forward pass, frame expansion "
     "and metrics). Runs on different features are never ranked together."
 )
-TEXT_COLUMNS = ("head", "supervision", "objective", "settings")
+TEXT_COLUMNS = ("head", "supervision", "streams", "objective", "settings")
 _RUN_METRICS = [c for c in COLUMNS if c.key != "oracle_primary"] + [
     Column(f"oracle_{m}", f"oracle_test.{m}", "", 4) for m in METRIC_TITLES
 ]
@@ -59,12 +61,14 @@ def runs_label(group: Group) -> str:
 
 def section_table(section: Section) -> tuple[list[str], list[list[str]]]:
     """(headers, rows) of one section, as shown in Markdown and HTML."""
-    headers = ["rank", "head", "supervision", "objective"] + (["settings"] if section.show_variant else [])
+    headers = ["rank", "head", "supervision", "streams", "objective"] + (
+        ["settings"] if section.show_variant else []
+    )
     headers += ["runs"]
     headers += [column_title(c, section.primary) for c in COLUMNS]
     rows = []
     for g in section.groups:
-        row = [str(g.rank or "–"), g.head, g.supervision, g.objective] + (
+        row = [str(g.rank or "–"), g.head, g.supervision, g.streams, g.objective] + (
             [g.settings] if section.show_variant else []
         )
         row += [runs_label(g)] + [_cell(g.stat(c, section.primary), c.digits, len(g.runs)) for c in COLUMNS]
@@ -169,6 +173,7 @@ def runs_csv(runs: list[Run], placement: dict) -> str:
         "features",
         "head",
         "supervision",
+        "streams",
         "objective",
         "objective_hash",
         "variant",
@@ -184,7 +189,8 @@ def runs_csv(runs: list[Run], placement: dict) -> str:
         section, group = placement.get(run.path, (None, None))
         primary = section.primary if section else ""
         row = [run.name, run.status, run.dataset, section.features_id if section else "",
-               section.features if section else "", run.head, run.supervision, group.objective if group else "",
+               section.features if section else "", run.head, run.supervision, run.streams,
+               group.objective if group else "",
                group.objective_hash if group else "", group.variant if group else "",
                group.variant_hash if group else "", _seed(run) if run.seed is not None else "", primary]  # fmt: skip
         row += [_number(metric_value(run.metrics, c.path, primary)) for c in _RUN_METRICS]
@@ -198,7 +204,7 @@ def runs_csv(runs: list[Run], placement: dict) -> str:
 
 def leaderboard_csv(sections: list[Section]) -> str:
     """One row per group: identity, counts, and ``<column>_mean`` / ``<column>_std`` of every metric."""
-    header = ["dataset", "features_id", "features", "primary_metric", "rank", "head", "supervision", "objective",
+    header = ["dataset", "features_id", "features", "primary_metric", "rank", "head", "supervision", "streams", "objective",
               "objective_hash", "variant", "variant_hash", "n_runs", "n_incomplete", "seeds"]  # fmt: skip
     header += [f"{c.key}_{s}" for c in COLUMNS for s in ("mean", "std", "n")]  # n: runs with a finite value
     categories = all_categories(sections)
@@ -208,7 +214,7 @@ def leaderboard_csv(sections: list[Section]) -> str:
         for g in section.groups:
             seeds = " ".join(_seed(r) for r in g.runs)
             row = [section.dataset, section.features_id, section.features, section.primary, g.rank or "",
-                   g.head, g.supervision, g.objective, g.objective_hash, g.variant, g.variant_hash, len(g.runs),
+                   g.head, g.supervision, g.streams, g.objective, g.objective_hash, g.variant, g.variant_hash, len(g.runs),
                    len(g.incomplete), seeds]  # fmt: skip
             for c in COLUMNS:
                 stat = g.stat(c, section.primary)

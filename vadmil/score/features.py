@@ -68,6 +68,16 @@ def scoring_extractor(recipe: dict, store: str, overrides: dict) -> Extractor:
             f"the backbone weights {weights} recorded for the training store are not here; pass "
             f"extract.backbone.weights=<file> (its sha256 must be {recipe.get('weights_sha256')})"
         )
+    audio_weights = (
+        ((cfg.get("audio") or {}).get("net") or {}).get("weights")
+        if "audio" in (cfg.get("streams") or [])
+        else None
+    )
+    if audio_weights and not Path(str(audio_weights)).expanduser().is_file():
+        raise VadmilError(
+            f"the VGGish weights {audio_weights} recorded for the training store's audio stream are not here; pass "
+            "extract.audio.net.weights=<file> (its sha256 is in the store's audio_recipe)"
+        )
     extractor = build_extractor(cfg)
     diffs = recipe_differences(recipe, extractor.recipe)
     if diffs:

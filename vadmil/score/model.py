@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from vadmil.data.bags import eval_features
 from vadmil.data.store import FeatureStore
+from vadmil.data.streams import run_streams, stream_dims
 from vadmil.errors import VadmilError
 from vadmil.rundir import load_finished_run
 from vadmil.training.module import MILModule
@@ -70,4 +71,9 @@ def load_scoring_model(path: str | Path) -> ScoringModel:
             f"checkpoint {run.checkpoint_path} records no usable feature_dim in its store recipe "
             f"({recipe.get('feature_dim')!r}); use a checkpoint written by `vadmil train`"
         ) from None
-    return ScoringModel(run.module(feature_dim), cfg, recipe, run.checkpoint_path)
+    dims = stream_dims(
+        {**recipe, "feature_dim": feature_dim},
+        run_streams(cfg)[0],
+        f"the training store of {run.checkpoint_path}",
+    )
+    return ScoringModel(run.module(dims), cfg, recipe, run.checkpoint_path)

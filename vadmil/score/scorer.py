@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vadmil.data.annotations import load_manifest
 from vadmil.data.labels import VideoLabel, frame_labels, normalise_video_id
+from vadmil.data.streams import RGB, fuse, run_streams
 from vadmil.errors import VadmilError
 from vadmil.extract.builder import Extractor
 from vadmil.extract.pipeline import BackboneRunner, list_videos
@@ -42,10 +43,33 @@ class Scorer:
         self.threshold = model.threshold if cfg.threshold is None else float(cfg.threshold)
         self.window = cfg.window if cfg.window is not None or not cfg.stream else STREAM_WINDOW
         self.lookahead = int(cfg.lookahead)
+        self.streams = run_streams(model.config)[0]  # what the head was trained on (data.streams)
+        if any(s != RGB for s in self.streams) and extractor.audio is None:
+            raise VadmilError(
+                f"the run was trained on streams {list(self.streams)} but its store's recorded extraction made no "
+                "audio stream, so new videos cannot be given one; score with a run trained on an extracted "
+                "streams=[rgb,audio] store"
+            )
+
+    def _other_streams(self, meta: VideoMeta) -> dict[str, np.ndarray]:
+        """The streams besides rgb the head needs, [T, D_e] each: the soundtrack's embedding, as extracted."""
+        if all(s == RGB for s in self.streams):
+            return {}
+        embedding, _ = self.extractor.audio(meta.path, meta.n_snippets, meta.fps)
+        return {
+            "audio": embedding.astype(self.model.recipe.get("feature_dtype") or "float32").astype(np.float32)
+        }
+
+    def _fuse(self, rgb: np.ndarray, others: dict[str, np.ndarray], rows: slice) -> np.ndarray:
+        """rgb [t, C, D] of snippets ``rows`` with the other streams' rows → what the head takes."""
+        if not others:
+            return rgb
+        return fuse({RGB: rgb, **{k: v[rows] for k, v in others.items()}}, self.streams, rgb.shape[1])
 
     def _offline(self, meta: VideoMeta) -> np.ndarray:
         feats = np.stack(list(snippet_features(self.extractor, self.runner, meta, self.model.recipe,
                                                self.cfg.batch_snippets, self.cfg.num_workers, self.cfg.progress)))  # fmt: skip
+        feats = self._fuse(feats, self._other_streams(meta), slice(None))
         if self.window is None:
             return self.model.snippet_scores(feats)
         return windowed_scores(self.model.snippet_scores, feats, self.window, self.lookahead)
@@ -57,6 +81,7 @@ class Scorer:
               f"comes once its {g.length}-frame snippet is decoded, plus a latency of {scorer.latency} snippet(s) "
               f"(lookahead); window {self.window or 'all'} snippets", flush=True)  # fmt: skip
         scores = np.full(meta.n_snippets, np.nan, np.float32)
+        others = self._other_streams(meta)  # the soundtrack is in the file already: embedded up front
         start = time.perf_counter()
         with open(out, "w", newline="") as f:
             w = csv.writer(f)
@@ -76,8 +101,10 @@ class Scorer:
                     print(f"  snippet {i:>5}  frames {first:>6}-{last:<6} {end_s:8.2f} s  "
                           f"score {s:.4f}{flag}", flush=True)  # fmt: skip
 
-            for feats in snippet_features(self.extractor, self.runner, meta, self.model.recipe, 1, 0, False):
-                emit(scorer.push(feats))
+            for i, feats in enumerate(
+                snippet_features(self.extractor, self.runner, meta, self.model.recipe, 1, 0, False)
+            ):
+                emit(scorer.push(self._fuse(feats[None], others, slice(i, i + 1))[0]))
             emit(scorer.finish())
         return scores
 
@@ -103,7 +130,8 @@ class Scorer:
             "n_frames": meta.n_frames, "fps": meta.fps, "duration_s": round(meta.duration_s, 3),
             "time_source": meta.time_source, "integrity": list(meta.problems) or "ok", "n_snippets": meta.n_snippets,
             "recipe": {k: m.recipe.get(k) for k in ("backbone", "weights_sha256", "n_crops", "snippet_len",
-                                                     "snippet_stride", "tail_policy", "frame_size")},
+                                                     "snippet_stride", "tail_policy", "frame_size", "audio_recipe")},
+            "streams": list(self.streams),
             "mode": "stream" if self.cfg.stream else "offline", "window": self.window,
             "lookahead": self.lookahead if self.window is not None else None,
             "latency_snippets": self.lookahead if self.cfg.stream else None,
@@ -149,6 +177,8 @@ def score(cfg: DictConfig) -> tuple[list[dict], dict[str, str]]:
         cfg.get("threads", "auto"), 0 if cfg.stream else cfg.num_workers
     )  # streaming decodes in-process
     runner = BackboneRunner(extractor.backbone, cfg.device, cfg.precision)
+    if extractor.audio is not None:
+        extractor.audio.net.to(runner.device)
     videos = list_videos(to_absolute_path(cfg.video))
     truth = ground_truth(cfg, videos)
     output = (

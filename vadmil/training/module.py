@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from vadmil.evaluation.metrics import VideoAUC
+from vadmil.heads.fusion import build_head
 from vadmil.heads.output import HeadOutput
 from vadmil.losses.common import bag_max
 from vadmil.losses.objective import Objective
@@ -60,13 +61,17 @@ class MILModule(pl.LightningModule):
             normal_fit.check_head(head)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, in_dim: int) -> MILModule:
-        """The head (sized ``in_dim``, from the store), objective and optimiser of ``cfg.model``; with
-        ``data.standardise`` (always, for unsupervised heads) an input standardiser whose statistics are set before
-        fitting or loaded from a checkpoint."""
+    def from_config(cls, cfg: DictConfig, in_dim: int | Mapping[str, int]) -> MILModule:
+        """The head (sized ``in_dim``, from the store: one dim, or stream name → dim fused as ``data.fusion``
+        says, see :mod:`vadmil.heads.fusion`), objective and optimiser of ``cfg.model``; with ``data.standardise``
+        (always, for unsupervised heads) an input standardiser whose statistics are set before fitting or loaded
+        from a checkpoint."""
         normal_only = bool(cfg.model.get("normal_only", False))
+        dims = dict(in_dim) if isinstance(in_dim, Mapping) else {"rgb": int(in_dim)}
+        in_dim = sum(dims.values())
+        fusion = (cfg.get("data") or {}).get("fusion", "early")
         return cls(
-            head=instantiate(cfg.model.head, in_dim=in_dim),
+            head=build_head(lambda d: instantiate(cfg.model.head, in_dim=d), dims, fusion),
             objective=instantiate(cfg.model.objective),
             optimizer=instantiate(cfg.model.optimizer),
             scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,

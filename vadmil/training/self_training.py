@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vadmil.data.datamodule import stratified_split, video_loader
 from vadmil.data.store import FeatureStore
+from vadmil.data.streams import open_run_streams, stream_dims_of
 from vadmil.errors import VadmilError
 from vadmil.evaluation.predict import predict_snippet_scores
 from vadmil.rundir import RunDir, load_finished_run, write_json
@@ -55,8 +56,8 @@ def _rule(training: DictConfig) -> dict:
 
 def training_scores(stage_dir: Path, cfg: DictConfig, train_videos: dict, train_ids: list[str]) -> dict:
     """Snippet scores [T] of the training videos ``train_ids`` under the selected checkpoint of ``stage_dir``."""
-    store = FeatureStore(cfg.dataset.store)
-    module = load_finished_run(stage_dir).module(store.feature_dim)
+    store = open_run_streams(FeatureStore(cfg.dataset.store), cfg)  # the streams the stages train on
+    module = load_finished_run(stage_dir).module(stream_dims_of(store))
     loader = video_loader(store, train_videos, train_ids, cfg.data.normalise, cfg.data.eval_batch_size)
     return predict_snippet_scores(module, loader)
 

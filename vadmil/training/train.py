@@ -92,11 +92,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     train_videos, test_videos = load_annotations(cfg.dataset)
     dm = make_datamodule(cfg, train_videos, test_videos)
-    module = MILModule.from_config(cfg, dm.feature_dim)
+    module = MILModule.from_config(cfg, dm.stream_dims)
     if module.standardiser is not None:
         module.standardiser.set_statistics(*dm.feature_statistics())
     initialise(module, cfg)  # self-training stages may start from the previous stage's weights
-    features = store_summary(dm.store)
+    features = {**store_summary(dm.store), "streams": dm.stream_dims, "fusion": dm.fusion}
     module.run_info = {
         "config": OmegaConf.to_container(cfg),
         "features": features,
