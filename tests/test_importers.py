@@ -227,7 +227,7 @@ def test_wu_stacks_crops_in_file_order_with_audio(tmp_path):
     assert got.features.shape == (5, 10, 6) and got.features.dtype == np.float32
     for c in range(10):
         assert np.array_equal(got.features[:, c], crops[c])
-    assert np.array_equal(got.extra["vggish"], vggish) and got.extra["vggish"].dtype == np.float32
+    assert np.array_equal(got.extra["audio"], vggish) and got.extra["audio"].dtype == np.float32
     assert got.source.count(";") == 10 and got.source.endswith("Abuse028_x264__vggish.npy")
     assert reader.load(plan[1]).extra == {}
 
