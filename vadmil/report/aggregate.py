@@ -130,10 +130,12 @@ class Section:
         return any(len(v) > 1 for v in variants.values())
 
     def label(self, group: Group) -> str:
-        """How a group is named in figures: its head, plus its objective where that tells it apart, plus its rank
-        (``fcn #3``, the row of the table) where one head has rows of different settings."""
+        """How a group is named in figures: its head, plus its streams and its objective where they tell it apart,
+        plus its rank (``fcn #3``, the row of the table) where one head has rows of different settings."""
         label = group.head
         if sum(g.head == group.head for g in self.groups) > 1:
+            if len({g.streams for g in self.groups if g.head == group.head}) > 1:
+                label += f" [{group.streams}]"
             if len({g.objective for g in self.groups if g.head == group.head}) > 1:
                 label += f" / {group.objective}"
             if self.show_variant:
