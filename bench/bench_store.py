@@ -2,7 +2,7 @@
 store, add the videos, sync, rename: vadmil before schema v2) and the v2 commit (a segment of the new videos + a new
 index of links: vadmil/data/store_layout.py) side by side in one run, on the same store.
 
-    flock /work/wt/bench.lock nice -n 0 .venv/bin/python bench/bench_store.py [--sizes-gb 1,10] [--dir /tmp]
+    python bench/bench_store.py [--sizes-gb 1,10] [--dir /tmp]
 
 Per size: a v1 store of that many bytes is written directly (videos of 10 crops x 2048 float16, 200 snippets,
 7.8 MiB each); then 10 videos are appended (pending files: the same for both) and committed the v1 way; then 10 more
