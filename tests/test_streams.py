@@ -157,7 +157,7 @@ def test_an_unknown_fusion_is_an_error(tiny_splits):
     from vadmil.data.datamodule import MILDataModule
 
     store, train, test = tiny_splits
-    with pytest.raises(VadmilError, match="data.fusion must be one of early, late"):
+    with pytest.raises(VadmilError, match="unknown data.fusion .*; choose one of early, late"):
         MILDataModule(store=str(store), train=train, test=test, fusion="middle")
 
 

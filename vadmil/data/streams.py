@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from vadmil.data.store import FeatureStore
-from vadmil.errors import VadmilError
+from vadmil.errors import VadmilError, check_choice
 
 RGB = "rgb"  # the store's main features, whatever the backbone
 AUDIO = "audio"
@@ -55,8 +55,7 @@ def check_streams(streams) -> tuple[str, ...]:
 
 
 def check_fusion(fusion: str) -> str:
-    if fusion not in FUSIONS:
-        raise VadmilError(f"data.fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+    check_choice("data.fusion", fusion, FUSIONS)
     return fusion
 
 
