@@ -98,18 +98,15 @@ def demo(cfg: DictConfig) -> dict:
               f"trainer.max_steps={cfg.steps}", f"hydra.launcher.n_jobs={cfg.jobs}"]  # fmt: skip
     train = ["train", "-m", "sweep=demo", f"model={','.join(heads)}", *common, f"hydra.sweep.dir={runs}"]
     times["sweep"] = run_stage(f"sweep: {len(heads)} heads x {len(cfg.seeds)} seeds", train, log)
-    if cfg.get("audio_heads"):  # the videos' soundtrack too: one more row per head, on both streams
-        st = ["train", "-m", "sweep=demo", "data.streams=[rgb,audio]", f"model={','.join(cfg.audio_heads)}",
-              *common, f"hydra.sweep.dir={runs / 'audio'}"]  # fmt: skip
-        times["sweep"] += run_stage(
-            f"video + audio: {', '.join(cfg.audio_heads)} x {len(cfg.seeds)} seeds", st, log
-        )
-    if cfg.get("self_training"):
-        st = ["train", "-m", "sweep=demo", "training=self_training", f"model={','.join(cfg.self_training)}",
-              *common, f"hydra.sweep.dir={runs / 'self_training'}"]  # fmt: skip
-        times["sweep"] += run_stage(
-            f"self-training: {', '.join(cfg.self_training)} x {len(cfg.seeds)} seeds", st, log
-        )
+    # one more row per listed head: on the soundtrack too (both streams), and self-trained
+    for title, heads, setting, subdir in (
+        ("video + audio", cfg.get("audio_heads"), "data.streams=[rgb,audio]", "audio"),
+        ("self-training", cfg.get("self_training"), "training=self_training", "self_training"),
+    ):
+        if heads:
+            args = ["train", "-m", "sweep=demo", setting, f"model={','.join(heads)}", *common,
+                    f"hydra.sweep.dir={runs / subdir}"]  # fmt: skip
+            times["sweep"] += run_stage(f"{title}: {', '.join(heads)} x {len(cfg.seeds)} seeds", args, log)
     report = out / "report"
     times["report"] = run_stage("report", ["report", f"runs={runs}", f"output={report}"], log)
     chosen = best_run(runs)
