@@ -5,9 +5,10 @@ The store: 290 test videos with UCF-Crime-like lengths (log-normal, 69,375 snipp
 loaders and ``predict_snippet_scores``, store reads included:
 
 - *before*: the previous test loader — videos in annotation order, ``data.eval_batch_size`` per batch (FCN,
-  DTED: 32; RTFM, GCN, HL-Net: 1) — and, for RTFM, its previous channels-first ``Conv1d`` MTN;
+  DTED: 32; RTFM, GCN, HL-Net: 1) — and, for RTFM, its previous forward (channels-first ``Conv1d`` MTN, T × T
+  non-local affinities, the scorer on MKL);
 - *after*: ``length_batched_loader`` (length-sorted batches of ≤ ``data.eval_batch_rows`` padded rows) and the
-  current heads.
+  current heads (RTFM: its CPU scoring path, F(6, 3) Winograd on oneDNN).
 
 Runs alternate (before, after, after, before, ...); the scores of both paths are compared video by video.
 RTFM costs ≈ 50 MFLOP per snippet-crop, so on a CPU it scores every ``--rtfm-every``-th video only.
@@ -36,7 +37,8 @@ from vadmil.data.loaders import video_loader
 from vadmil.data.recipe import make_recipe
 from vadmil.data.store import FeatureStore
 from vadmil.evaluation.predict import predict_snippet_scores
-from vadmil.heads.temporal import zero_padding
+from vadmil.heads.output import HeadOutput
+from vadmil.heads.temporal import full_mask, zero_padding
 from vadmil.training.module import MILModule
 
 UCF_TEST_VIDEOS, UCF_TEST_SNIPPETS = 290, 69_375
@@ -65,10 +67,10 @@ def make_store(path: Path, lengths: np.ndarray, crops: int, dim: int) -> dict[st
 
 
 def plain_rtfm(module: MILModule) -> None:
-    """Give an RTFM head its previous MTN forward: channels-first Conv1d layers (same function)."""
-    mtn = module.head.mtn
+    """Give an RTFM head its previous forward: channels-first Conv1d MTN, T × T non-local, MKL scorer."""
+    head, mtn = module.head, module.head.mtn
 
-    def forward(x, mask):
+    def mtn_forward(x, mask):
         residual = x.transpose(1, 2)
         branches = [
             post(conv(residual, mask)) for conv, post in zip(mtn.pyramid, mtn.pyramid_post, strict=True)
@@ -77,7 +79,14 @@ def plain_rtfm(module: MILModule) -> None:
         fused = mtn.fuse_post(mtn.fuse(torch.cat(branches, dim=1), mask))
         return (fused + residual).transpose(1, 2)
 
-    mtn.forward = forward
+    def forward(features, mask=None):
+        mask = full_mask(features, mask)
+        embedded = head.dropout(mtn_forward(features, mask))
+        logits = head.scorer(embedded).squeeze(-1)
+        return HeadOutput(scores=torch.sigmoid(logits), logits=logits, magnitudes=embedded.norm(dim=-1),
+                          features=embedded)  # fmt: skip
+
+    head.forward = forward
 
 
 def modules(head: str, dim: int, device: str) -> tuple[MILModule, MILModule]:
