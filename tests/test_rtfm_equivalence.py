@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
+from tests.batchnorm import randomise_batch_norms
 from vadmil.heads.rtfm import MultiScaleTemporalNetwork, RTFMHead
 from vadmil.heads.temporal import zero_padding
 from vadmil.heads.winograd import conv3_channels_last
@@ -56,21 +57,12 @@ def test_winograd_convolution_equals_conv1d_forward_and_backward(dilation, lengt
         torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
 
 
-def _randomise_norms(module: torch.nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-
-
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("padded", [False, True])
 def test_mtn_fast_path_equals_the_plain_convolutions(training, padded):
     torch.manual_seed(0)
     mtn = MultiScaleTemporalNetwork(24, channels=8).double().train(training)
-    _randomise_norms(mtn)
+    randomise_batch_norms(mtn)
     x = torch.randn(5, 11, 24, dtype=torch.float64)
     mask = torch.ones(5, 11, dtype=torch.bool)
     if padded:
@@ -96,7 +88,7 @@ def test_mtn_fast_path_equals_the_plain_convolutions(training, padded):
 def test_rtfm_head_float32_fast_path_stays_within_rounding_of_the_plain_one():
     torch.manual_seed(0)
     head = RTFMHead(64).train()
-    _randomise_norms(head)
+    randomise_batch_norms(head)
     x, mask = torch.randn(6, 32, 64), torch.ones(6, 32, dtype=torch.bool)
     fast = head.mtn(x, mask)
     torch.testing.assert_close(fast, plain_mtn(head.mtn, x, mask), rtol=1e-4, atol=1e-4)

@@ -11,19 +11,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from tests.batchnorm import randomise_batch_norms
 from vadmil.heads import rtfm
 from vadmil.heads.inference_linear import inference_linear, onednn_applies
 from vadmil.heads.rtfm import NonLocalBlock1d, RTFMHead
 from vadmil.heads.winograd import TILE_POINTS, conv3_inference, transform_filters, winograd_matrices
-
-
-def _randomise_norms(module: torch.nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
 
 
 def _training_path_scores(head: RTFMHead, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -75,7 +67,7 @@ def test_inference_linear_is_linear_and_leaves_gradients_to_f_linear():
 def test_non_local_block_in_linear_order_equals_the_affinity_form():
     torch.manual_seed(0)
     block = NonLocalBlock1d(12).double().eval()
-    _randomise_norms(block)
+    randomise_batch_norms(block)
     x = torch.randn(4, 9, 12, dtype=torch.float64)
     mask = torch.ones(4, 9, dtype=torch.bool)
     mask[1, 5:], mask[3, 1:] = False, False
@@ -89,7 +81,7 @@ def test_scoring_path_equals_the_training_path_in_float64(tile, monkeypatch):
     monkeypatch.setattr(rtfm, "SCORING_ROWS", 40)
     torch.manual_seed(1)
     head = RTFMHead(24, channels=8, inference_tile=tile).double().eval()
-    _randomise_norms(head)
+    randomise_batch_norms(head)
     x = torch.randn(6, 17, 24, dtype=torch.float64)
     mask = torch.ones(6, 17, dtype=torch.bool)
     mask[2, 11:], mask[3, 4:], mask[4, 16:], mask[5, 1:] = False, False, False, False
@@ -97,14 +89,15 @@ def test_scoring_path_equals_the_training_path_in_float64(tile, monkeypatch):
     with torch.inference_mode():
         out = head(x, mask)
     torch.testing.assert_close(out.scores[mask], expected[mask], rtol=1e-10, atol=1e-12)
-    assert torch.isfinite(out.features).all()  # steps past a group's longest video are zeros, not stale memory
+    # steps past a group's longest video are zeros, not stale memory
+    assert torch.isfinite(out.features).all()
 
 
 def test_float32_scores_match_the_training_path_to_rounding():
     """RTFM's widths on a 2048-d input: the scores users get differ from the F(2, 3) path by float rounding."""
     torch.manual_seed(0)
     head = RTFMHead(2048).eval()
-    _randomise_norms(head)
+    randomise_batch_norms(head)
     x = torch.randn(4, 300, 2048)
     mask = torch.ones(4, 300, dtype=torch.bool)
     mask[2:, 170:] = False

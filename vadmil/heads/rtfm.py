@@ -48,9 +48,9 @@ class NonLocalBlock1d(nn.Module):
     def forward_channels_last(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The same block for scoring, channels last: x [N, T, C], mask [N, T] → [N, T, C].
 
-        Without a softmax the block is linear in the affinities, so (θᵀφ)·g = θᵀ·(φ·gᵀ): an [inner × inner]
-        context per video instead of T × T affinities (2·T·inner² multiply-adds instead of 2·T²·inner, and no
-        T × T memory for long videos).
+        Without a softmax the block is linear in the affinities, so with θ, φ, g as [T, inner] rows
+        (θφᵀ)g = θ(φᵀg): an [inner × inner] context per video instead of T × T affinities (2·T·inner²
+        multiply-adds instead of 2·T²·inner, and no T × T memory for long videos).
         """
         keys = mask[:, :, None].to(x.dtype)
         theta, phi, g = (
@@ -104,9 +104,8 @@ class MultiScaleTemporalNetwork(nn.Module):
     def _inference_filters(self, name: str, conv: nn.Conv1d) -> torch.Tensor:
         """F(m, 3) filters of ``conv``, recomputed whenever its weight changes (in-place updates bump the version)."""
         w = conv.weight
-        version = (
-            None if w.is_inference() else w._version
-        )  # tensors made under inference_mode keep no version
+        # tensors made under inference_mode keep no version counter
+        version = None if w.is_inference() else w._version
         key = (w.data_ptr(), version, w.device, w.dtype, self.inference_tile)
         cached = self._filters.get(name)
         if cached is None or cached[0] != key:
@@ -152,9 +151,8 @@ class MultiScaleTemporalNetwork(nn.Module):
             post(layers, conv3(f"pyramid.{i}", conv, inputs))
             for i, (conv, layers) in enumerate(zip(self.pyramid, self.pyramid_post, strict=True))
         ]
-        reduced = self.reduce[1](
-            inference_linear(inputs, self.reduce[0].weight[:, :, 0])
-        )  # the 1×1 convolution
+        # the 1×1 convolution
+        reduced = self.reduce[1](inference_linear(inputs, self.reduce[0].weight[:, :, 0]))
         if scoring:
             branches.append(self.non_local.forward_channels_last(reduced, mask))
         else:
