@@ -12,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from tests.batchnorm import randomise_batch_norms
+from vadmil.heads import inference_linear as inference_linear_module
 from vadmil.heads import rtfm
 from vadmil.heads.inference_linear import inference_linear, onednn_applies
 from vadmil.heads.rtfm import NonLocalBlock1d, RTFMHead
@@ -48,7 +49,7 @@ def test_winograd_matrices_are_the_known_f23_and_reject_unknown_tiles():
         RTFMHead(16, inference_tile=3)
 
 
-def test_inference_linear_is_linear_and_leaves_gradients_to_f_linear():
+def test_inference_linear_is_linear_and_leaves_gradients_to_f_linear(monkeypatch):
     torch.manual_seed(0)
     x, w, b = torch.randn(37, 64), torch.randn(48, 64), torch.randn(48)
     with torch.inference_mode():
@@ -62,6 +63,20 @@ def test_inference_linear_is_linear_and_leaves_gradients_to_f_linear():
     inference_linear(x, leaf).sum().backward()
     torch.testing.assert_close(leaf.grad, x.sum(0).expand(48, 64))
     assert not onednn_applies(x.double(), w.double())
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # a user switched oneDNN off
+    with torch.no_grad():
+        assert not onednn_applies(x, w)
+
+
+def test_inference_linear_falls_back_when_the_op_cannot_run(monkeypatch):
+    def refuses(*args):
+        raise RuntimeError("no kernel for this CPU")
+
+    monkeypatch.setattr(inference_linear_module, "_ONEDNN_LINEAR", refuses)
+    x, w = torch.randn(5, 8), torch.randn(3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(inference_linear(x, w), F.linear(x, w))
+        assert not onednn_applies(x, w)  # not tried again
 
 
 def test_non_local_block_in_linear_order_equals_the_affinity_form():

@@ -29,6 +29,7 @@ def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`inference_linear` takes oneDNN's path for these tensors."""
     return (
         _ONEDNN_LINEAR is not None
+        and torch.backends.mkldnn.enabled  # a user may switch oneDNN off
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
@@ -42,9 +43,13 @@ def inference_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     """
     if not onednn_applies(x, weight):
         return F.linear(x, weight, bias)
+    global _ONEDNN_LINEAR
     rows = x.reshape(-1, x.shape[-1])
     if rows.stride(-1) != 1:
         rows = rows.contiguous()
-    return _ONEDNN_LINEAR(rows, weight.contiguous(), bias, "none", [], "").view(
-        *x.shape[:-1], weight.shape[0]
-    )
+    try:
+        y = _ONEDNN_LINEAR(rows, weight.contiguous(), bias, "none", [], "")
+    except (RuntimeError, NotImplementedError):
+        _ONEDNN_LINEAR = None  # a build whose op cannot run on this CPU: the same result, more slowly
+        return F.linear(x, weight, bias)
+    return y.view(*x.shape[:-1], weight.shape[0])
