@@ -120,7 +120,7 @@ class MultiScaleTemporalNetwork(nn.Module):
         # real sequence (a length batch's padding costs nothing); the steps cut off come out as zeros.
         lengths = mask.sum(dim=1).tolist()
         per_group = max(1, SCORING_ROWS // max(1, x.shape[1]))
-        if per_group >= x.shape[0] and max(lengths) == x.shape[1]:
+        if per_group >= x.shape[0] and max(lengths, default=x.shape[1]) == x.shape[1]:
             return self._forward(x, mask, scoring=True)
         out = x.new_empty(x.shape)
         for i in range(0, x.shape[0], per_group):
