@@ -16,8 +16,9 @@ products, (m + 2)/m per output instead of 3 (F(4, 3): 1.5, F(6, 3): 1.33). :func
 for any of :data:`TILE_POINTS` by Toom–Cook interpolation, exactly (rational arithmetic), and
 :func:`conv3_inference` runs them with oneDNN's matrix product (:mod:`vadmil.heads.inference_linear`). Larger tiles
 round more (transform coefficients up to 160 at m = 6 instead of 1): in float32 the outputs of a 2048-channel
-convolution differ from a plain convolution's float64 result by ≈ 5× the plain float32 error (Barabasz et al.,
-"Error analysis and improving the accuracy of Winograd convolution", ACM TOMS 2020, on the choice of points).
+convolution differ from a plain convolution's float64 result by ≈ 5× the plain float32 error (on the choice of
+points: Barabasz, Anderson, Soodhalter & Gregg, "Error analysis and improving the accuracy of Winograd convolution
+for deep neural networks", ACM Trans. Math. Softw. 46(4), 2020).
 """
 
 from __future__ import annotations
