@@ -12,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from tests.batchnorm import randomise_batch_norms
+from vadmil.errors import VadmilError
 from vadmil.heads import inference_linear as inference_linear_module
 from vadmil.heads import rtfm
 from vadmil.heads.inference_linear import inference_linear, onednn_applies
@@ -45,7 +46,7 @@ def test_winograd_matrices_are_the_known_f23_and_reject_unknown_tiles():
                                                  dtype=torch.float64))  # fmt: skip
     with pytest.raises(ValueError, match=r"Winograd tile 5: use one of \[2, 4, 6\]"):
         winograd_matrices(5)
-    with pytest.raises(ValueError, match="Winograd tile 3"):
+    with pytest.raises(VadmilError, match="unknown model.head.inference_tile '3'; choose one of 2, 4, 6"):
         RTFMHead(16, inference_tile=3)
 
 

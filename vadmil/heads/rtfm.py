@@ -9,10 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vadmil.errors import check_choice
 from vadmil.heads.inference_linear import inference_linear
 from vadmil.heads.output import HeadOutput
 from vadmil.heads.temporal import MaskedConv1d, full_mask
-from vadmil.heads.winograd import conv3_channels_last, conv3_inference, transform_filters, winograd_matrices
+from vadmil.heads.winograd import TILE_POINTS, conv3_channels_last, conv3_inference, transform_filters
 
 # rows (sequences × steps) per scoring group: oneDNN's products run at full rate from a few hundred rows, and
 # 2,048 rows of 2048-d features keep each temporary near 16 MiB
@@ -85,7 +86,7 @@ class MultiScaleTemporalNetwork(nn.Module):
         inference_tile: int = 6,
     ):
         super().__init__()
-        winograd_matrices(inference_tile)  # fails early on an unsupported tile
+        check_choice("model.head.inference_tile", inference_tile, sorted(TILE_POINTS))
         self.inference_tile = inference_tile
         self._filters: dict[str, tuple[tuple, torch.Tensor]] = {}  # conv name → (weight version key, filters)
         self.pyramid = nn.ModuleList(MaskedConv1d(in_dim, channels, 3, dilation=d) for d in dilations)
@@ -204,11 +205,9 @@ class RTFMHead(nn.Module):
         mask = full_mask(features, mask)
         embedded = self.mtn(features, mask)
         dropped = self.dropout(embedded)
-        if self.training or torch.is_grad_enabled():
-            logits = self.scorer(dropped).squeeze(-1)
-        else:  # scoring: the 2048→512 layer is most of the scorer's work (dropouts are the identity here)
-            first, rest = self.scorer[0], self.scorer[1:]
-            logits = rest(inference_linear(dropped, first.weight, first.bias)).squeeze(-1)
+        # the D→512 layer is most of the scorer's work: oneDNN when scoring, F.linear when gradients are needed
+        first = self.scorer[0]
+        logits = self.scorer[1:](inference_linear(dropped, first.weight, first.bias)).squeeze(-1)
         kept = dropped if self.magnitude_after_dropout else embedded
         return HeadOutput(
             scores=torch.sigmoid(logits), logits=logits, magnitudes=kept.norm(dim=-1), features=kept
